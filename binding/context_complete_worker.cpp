@@ -1,0 +1,268 @@
+#include "context_complete_worker.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "errors.h"
+#include "text_utils.h"
+
+namespace tea {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+// llama.cpp's usual order: penalties, then truncation (top-k, top-p, min-p), then temperature and the draw.
+SamplerPtr BuildSampler(const CompleteOptions& o, int32_t contextSize, int32_t vocabSize) {
+  llama_sampler_chain_params params = llama_sampler_chain_default_params();
+  params.no_perf = true;
+  SamplerPtr chain(llama_sampler_chain_init(params));
+  if (o.repeatPenalty != 1.0f || o.frequencyPenalty != 0.0f || o.presencePenalty != 0.0f) {
+    const int32_t lastN = o.repeatLastN < 0 ? contextSize : o.repeatLastN;
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(vocabSize, lastN, o.repeatPenalty, o.frequencyPenalty, o.presencePenalty));
+  }
+  if (o.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+    return chain;
+  }
+  if (o.topK > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(o.topK));
+  if (o.topP < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(o.topP, 1));
+  if (o.minP > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(o.minP, 1));
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(o.temperature));
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(o.seed));
+  return chain;
+}
+
+}  // namespace
+
+ContextCompleteWorker::ContextCompleteWorker(Napi::Env env, ContextPtr context, std::string prompt, CompleteOptions options,
+                                             Napi::Value onChunk, SharedFlag abort)
+    : Napi::AsyncWorker(env, "tea-llama:ContextComplete"),
+      context_(std::move(context)),
+      prompt_(std::move(prompt)),
+      options_(std::move(options)),
+      abort_(std::move(abort)),
+      settlement_(std::make_shared<Settlement>(env)) {
+  settlement_->context = context_;
+  if (onChunk.IsFunction()) {
+    settlement_->pending = 2;
+    std::shared_ptr<Settlement> settlement = settlement_;
+    chunks_ = Napi::ThreadSafeFunction::New(env, onChunk.As<Napi::Function>(), "tea-llama:ContextCompleteChunk", 0, 1,
+                                            [settlement](Napi::Env finalizeEnv) {
+                                              Napi::HandleScope scope(finalizeEnv);
+                                              SettleOne(finalizeEnv, settlement);
+                                            });
+  }
+}
+
+Napi::Promise ContextCompleteWorker::Promise() const { return settlement_->deferred.Promise(); }
+
+void ContextCompleteWorker::Execute() {
+  try {
+    Generate();
+  } catch (const TeaError& e) {
+    code_ = e.code();
+    SetError(e.what());
+  } catch (const std::bad_alloc&) {
+    code_ = "ERR_OUT_OF_MEMORY";
+    SetError("out of memory");
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  } catch (...) {
+    SetError("unknown native error");
+  }
+  context_->activeAbort.store(nullptr);
+  // Releasing the last thread lets the queue drain and then run the finalizer, which settles the promise.
+  if (chunks_) chunks_->Release();
+}
+
+void ContextCompleteWorker::Emit(const std::string& chunk) {
+  if (chunk.empty()) return;
+  result_.text += chunk;
+  if (!chunks_) return;
+  auto* data = new std::string(chunk);
+  SharedFlag abort = abort_;
+  const napi_status status = chunks_->NonBlockingCall(data, [abort](Napi::Env env, Napi::Function fn, std::string* text) {
+    std::unique_ptr<std::string> owned(text);
+    if (env == nullptr) return;
+    try {
+      fn.Call({Napi::String::New(env, *owned)});
+    } catch (const Napi::Error&) {
+      // The TS layer catches callback errors itself; a throw that still gets here stops the generation.
+      abort->store(true);
+    }
+  });
+  if (status != napi_ok) delete data;
+}
+
+void ContextCompleteWorker::Generate() {
+  ContextHandle& h = *context_;
+  h.activeAbort.store(abort_.get());
+  llama_context* ctx = h.ctx;
+  const llama_vocab* vocab = h.model->vocab();
+  const int32_t nCtx = static_cast<int32_t>(llama_n_ctx(ctx));
+  const int32_t nBatch = static_cast<int32_t>(llama_n_batch(ctx));
+
+  std::vector<llama_token> prompt = Tokenize(vocab, prompt_, /*addSpecial=*/true, /*parseSpecial=*/true);
+  if (prompt.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "the prompt is empty and the model adds no BOS token");
+  const int32_t nPrompt = static_cast<int32_t>(prompt.size());
+  result_.promptTokens = nPrompt;
+  if (nPrompt >= nCtx) {
+    throw TeaError("ERR_CONTEXT_OVERFLOW", "the prompt has " + std::to_string(nPrompt) + " tokens but the context holds " +
+                                               std::to_string(nCtx) + ": shorten it or raise contextSize");
+  }
+
+  // Reuse the KV entries of the longest common prefix with the previous request (chat turns, repeated prompts);
+  // at least the last prompt token is decoded again so its logits exist.
+  llama_memory_t memory = llama_get_memory(ctx);
+  size_t keep = 0;
+  const size_t common = std::min(h.cachedTokens.size(), prompt.size() - 1);
+  while (keep < common && h.cachedTokens[keep] == prompt[keep]) ++keep;
+  if (!llama_memory_seq_rm(memory, 0, static_cast<llama_pos>(keep), -1)) {
+    llama_memory_clear(memory, true);
+    keep = 0;
+  }
+  h.cachedTokens.resize(keep);
+  result_.reusedPromptTokens = static_cast<int32_t>(keep);
+
+  const auto started = Clock::now();
+  for (size_t i = keep; i < prompt.size(); i += static_cast<size_t>(nBatch)) {
+    const int32_t count = static_cast<int32_t>(std::min(prompt.size() - i, static_cast<size_t>(nBatch)));
+    const int32_t status = llama_decode(ctx, llama_batch_get_one(prompt.data() + i, count));
+    if (status != 0) {
+      // Partly decoded state is unknown: start from scratch next time.
+      h.cachedTokens.clear();
+      llama_memory_clear(memory, true);
+      if (status == 2 || h.abortRequested()) {
+        result_.finishReason = "abort";
+        result_.promptMs = MsSince(started);
+        return;
+      }
+      throw TeaError("ERR_DECODE", "llama_decode failed on the prompt (status " + std::to_string(status) + ")");
+    }
+    h.cachedTokens.insert(h.cachedTokens.end(), prompt.begin() + static_cast<std::ptrdiff_t>(i),
+                          prompt.begin() + static_cast<std::ptrdiff_t>(i) + count);
+  }
+  result_.promptMs = MsSince(started);
+
+  SamplerPtr sampler = BuildSampler(options_, nCtx, llama_vocab_n_tokens(vocab));
+  if (options_.repeatPenalty != 1.0f || options_.frequencyPenalty != 0.0f || options_.presencePenalty != 0.0f) {
+    for (llama_token t : prompt) llama_sampler_accept(sampler.get(), t);
+  }
+
+  const std::vector<std::string>& stops = options_.stop;
+  std::string held;  // generated text not yet emitted: a possible stop-string prefix or a partial UTF-8 character
+  const auto generationStarted = Clock::now();
+  int32_t position = nPrompt;
+  while (true) {
+    if (h.abortRequested()) {
+      result_.finishReason = "abort";
+      break;
+    }
+    if (options_.maxTokens >= 0 && result_.completionTokens >= options_.maxTokens) {
+      result_.finishReason = "length";
+      break;
+    }
+    if (position >= nCtx) {
+      result_.finishReason = "length";
+      result_.contextFull = true;
+      break;
+    }
+    const llama_token token = llama_sampler_sample(sampler.get(), ctx, -1);
+    if (result_.completionTokens == 0) result_.firstTokenMs = MsSince(started);
+    if (llama_vocab_is_eog(vocab, token)) {
+      result_.finishReason = "stop";
+      break;
+    }
+    ++result_.completionTokens;
+    held += TokenToPiece(vocab, token, /*special=*/false);
+
+    if (!stops.empty()) {
+      const size_t at = FindStop(held, stops, 0);
+      if (at != std::string::npos) {
+        held.resize(at);
+        result_.finishReason = "stop";
+        break;
+      }
+    }
+    const size_t hold = std::max(PartialStopSuffix(held, stops), IncompleteUtf8Tail(held));
+    if (held.size() > hold) {
+      Emit(held.substr(0, held.size() - hold));
+      held.erase(0, held.size() - hold);
+    }
+    if (options_.maxTokens >= 0 && result_.completionTokens >= options_.maxTokens) {
+      result_.finishReason = "length";
+      break;  // no need to decode a token nothing will follow
+    }
+
+    llama_token next = token;
+    const int32_t status = llama_decode(ctx, llama_batch_get_one(&next, 1));
+    if (status != 0) {
+      if (status == 2 || h.abortRequested()) {
+        h.cachedTokens.clear();
+        llama_memory_clear(memory, true);
+        result_.finishReason = "abort";
+        break;
+      }
+      if (status == 1) {  // no KV slot left
+        result_.finishReason = "length";
+        result_.contextFull = true;
+        break;
+      }
+      h.cachedTokens.clear();
+      llama_memory_clear(memory, true);
+      throw TeaError("ERR_DECODE", "llama_decode failed during generation (status " + std::to_string(status) + ")");
+    }
+    h.cachedTokens.push_back(token);
+    ++position;
+  }
+  Emit(held);
+  result_.generationMs = MsSince(generationStarted);
+}
+
+void ContextCompleteWorker::OnOK() {
+  settlement_->result = std::move(result_);
+  SettleOne(Env(), settlement_);
+}
+
+void ContextCompleteWorker::OnError(const Napi::Error& error) {
+  settlement_->failed = true;
+  settlement_->code = code_;
+  settlement_->message = error.Message();
+  SettleOne(Env(), settlement_);
+}
+
+void ContextCompleteWorker::SettleOne(Napi::Env env, const std::shared_ptr<Settlement>& s) {
+  if (--s->pending > 0) return;
+  s->context->busy.store(false);
+  s->context.reset();
+  if (s->failed) {
+    s->deferred.Reject(MakeError(env, s->code, s->message).Value());
+    return;
+  }
+  const CompletionResult& r = s->result;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("text", Napi::String::New(env, r.text));
+  out.Set("promptTokens", r.promptTokens);
+  out.Set("reusedPromptTokens", r.reusedPromptTokens);
+  out.Set("completionTokens", r.completionTokens);
+  out.Set("finishReason", r.finishReason);
+  out.Set("contextFull", r.contextFull);
+  Napi::Object timings = Napi::Object::New(env);
+  timings.Set("promptMs", r.promptMs);
+  timings.Set("generationMs", r.generationMs);
+  timings.Set("firstTokenMs", r.firstTokenMs);
+  out.Set("timings", timings);
+  s->deferred.Resolve(out);
+}
+
+}  // namespace tea

@@ -1,0 +1,36 @@
+// ContextEmbedWorker: one pooled embedding vector per input text, optionally L2-normalised.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "abort_flag.h"
+#include "handles.h"
+#include "promise_worker.h"
+
+namespace tea {
+
+class ContextEmbedWorker : public PromiseWorker {
+ public:
+  // Main thread; `context` was marked busy by Context::Acquire.
+  ContextEmbedWorker(Napi::Env env, ContextPtr context, std::vector<std::string> texts, bool normalize, SharedFlag abort);
+
+ protected:
+  // Worker thread: decode (or encode) each text as sequence 0 and read its pooled embedding.
+  void Run() override;
+  // Main thread: Float32Array per text.
+  Napi::Value Result(Napi::Env env) override;
+  // Main thread: the context is free for the next operation.
+  void Settled() override;
+
+ private:
+  ContextPtr context_;
+  std::vector<std::string> texts_;
+  bool normalize_;
+  SharedFlag abort_;
+  std::vector<std::vector<float>> vectors_;
+};
+
+}  // namespace tea

@@ -1,0 +1,58 @@
+// Owners of llama.cpp handles. JS wrappers and running workers share them through shared_ptr, so a handle is
+// freed only when neither a wrapper nor a worker uses it any more ("never free what a running worker uses"),
+// and a context's handle keeps its model's handle alive.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "llama.h"
+
+namespace tea {
+
+struct ModelHandle {
+  llama_model* model = nullptr;
+
+  explicit ModelHandle(llama_model* m) : model(m) {}
+  ~ModelHandle() { llama_model_free(model); }
+  ModelHandle(const ModelHandle&) = delete;
+  ModelHandle& operator=(const ModelHandle&) = delete;
+
+  const llama_vocab* vocab() const { return llama_model_get_vocab(model); }
+};
+using ModelPtr = std::shared_ptr<ModelHandle>;
+
+struct ContextHandle {
+  ModelPtr model;  // the model must outlive the context
+  llama_context* ctx = nullptr;
+  bool embeddings = false;
+
+  // Set while an operation runs (one at a time per context). Checked from the main thread only.
+  std::atomic<bool> busy{false};
+  // The running operation's cancellation flag; read by llama.cpp's abort callback on compute threads.
+  std::atomic<std::atomic<bool>*> activeAbort{nullptr};
+  // Set by dispose(): aborts the running operation.
+  std::atomic<bool> disposing{false};
+
+  // Tokens whose KV entries sequence 0 holds, for prompt-prefix reuse. Touched only by the running worker.
+  std::vector<llama_token> cachedTokens;
+
+  ContextHandle(ModelPtr m, llama_context* c, bool embd) : model(std::move(m)), ctx(c), embeddings(embd) {
+    llama_set_abort_callback(ctx, &ContextHandle::ShouldAbort, this);
+  }
+  ~ContextHandle() { llama_free(ctx); }
+  ContextHandle(const ContextHandle&) = delete;
+  ContextHandle& operator=(const ContextHandle&) = delete;
+
+  bool abortRequested() const {
+    std::atomic<bool>* flag = activeAbort.load();
+    return disposing.load() || (flag != nullptr && flag->load());
+  }
+
+ private:
+  static bool ShouldAbort(void* self) { return static_cast<ContextHandle*>(self)->abortRequested(); }
+};
+using ContextPtr = std::shared_ptr<ContextHandle>;
+
+}  // namespace tea

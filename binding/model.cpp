@@ -1,0 +1,228 @@
+#include "model.h"
+
+#include <vector>
+
+#include "addon_data.h"
+#include "chat.h"
+#include "chat_template.h"
+#include "context_create_worker.h"
+#include "errors.h"
+#include "options.h"
+#include "text_utils.h"
+
+namespace tea {
+
+namespace {
+
+std::string MetaString(const llama_model* model, const char* key) {
+  char small[256];
+  int32_t n = llama_model_meta_val_str(model, key, small, sizeof(small));
+  if (n < 0) return "";
+  if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(n) + 1, '\0');
+  llama_model_meta_val_str(model, key, big.data(), big.size());
+  big.resize(static_cast<size_t>(n));
+  return big;
+}
+
+int32_t MetaInt(const llama_model* model, const std::string& key, int32_t fallback) {
+  const std::string value = MetaString(model, key.c_str());
+  if (value.empty()) return fallback;
+  try {
+    return static_cast<int32_t>(std::stol(value));
+  } catch (...) {
+    return fallback;
+  }
+}
+
+std::string ByIndex(int32_t (*read)(const llama_model*, int32_t, char*, size_t), const llama_model* model, int32_t i) {
+  char small[256];
+  int32_t n = read(model, i, small, sizeof(small));
+  if (n < 0) return "";
+  if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(n) + 1, '\0');
+  read(model, i, big.data(), big.size());
+  big.resize(static_cast<size_t>(n));
+  return big;
+}
+
+std::vector<ChatMessage> ReadMessages(const Napi::Value& value) {
+  if (!value.IsArray()) throw TeaError("ERR_INVALID_ARGUMENT", "messages must be an array of {role, content}");
+  Napi::Array array = value.As<Napi::Array>();
+  std::vector<ChatMessage> messages;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsObject()) throw TeaError("ERR_INVALID_ARGUMENT", "messages[" + std::to_string(i) + "] must be an object");
+    Napi::Object obj = item.As<Napi::Object>();
+    Napi::Value role = obj.Get("role");
+    Napi::Value content = obj.Get("content");
+    if (!role.IsString() || !content.IsString()) {
+      throw TeaError("ERR_INVALID_ARGUMENT", "messages[" + std::to_string(i) + "] needs string role and content");
+    }
+    messages.push_back({role.As<Napi::String>().Utf8Value(), content.As<Napi::String>().Utf8Value()});
+  }
+  return messages;
+}
+
+}  // namespace
+
+ModelInfo ModelInfo::Read(const llama_model* model, bool vocabOnly) {
+  ModelInfo info;
+  info.vocabOnly = vocabOnly;
+  info.architecture = MetaString(model, "general.architecture");
+  info.name = MetaString(model, "general.name");
+  char desc[256];
+  const int32_t n = llama_model_desc(model, desc, sizeof(desc));
+  if (n > 0) info.description.assign(desc, std::min<size_t>(static_cast<size_t>(n), sizeof(desc) - 1));
+  const char* tmpl = llama_model_chat_template(model, nullptr);
+  info.hasChatTemplate = tmpl != nullptr;
+  if (tmpl) info.chatTemplate = tmpl;
+  info.trainedContextLength = llama_model_n_ctx_train(model);
+  info.embeddingLength = llama_model_n_embd(model);
+  info.layerCount = llama_model_n_layer(model);
+  info.headCount = MetaInt(model, info.architecture + ".attention.head_count", 0);
+  info.headCountKv = MetaInt(model, info.architecture + ".attention.head_count_kv", info.headCount);
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  info.vocabSize = llama_vocab_n_tokens(vocab);
+  info.bosToken = llama_vocab_bos(vocab);
+  info.eosToken = llama_vocab_eos(vocab);
+  info.parameterCount = llama_model_n_params(model);
+  info.sizeBytes = llama_model_size(model);
+  info.hasEncoder = llama_model_has_encoder(model);
+  info.hasDecoder = llama_model_has_decoder(model);
+  info.isRecurrent = llama_model_is_recurrent(model);
+  const int32_t count = llama_model_meta_count(model);
+  for (int32_t i = 0; i < count; ++i) {
+    info.metadata.emplace(ByIndex(llama_model_meta_key_by_index, model, i), ByIndex(llama_model_meta_val_str_by_index, model, i));
+  }
+  return info;
+}
+
+Napi::Function Model::Define(Napi::Env env) {
+  return DefineClass(env, "Model",
+                     {
+                         InstanceMethod<&Model::Info>("info"),
+                         InstanceMethod<&Model::TokenizeText>("tokenize"),
+                         InstanceMethod<&Model::DetokenizeTokens>("detokenize"),
+                         InstanceMethod<&Model::TokenPiece>("tokenToPiece"),
+                         InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
+                         InstanceMethod<&Model::CreateContext>("createContext"),
+                         InstanceMethod<&Model::Dispose>("dispose"),
+                         InstanceAccessor<&Model::Disposed>("disposed"),
+                     });
+}
+
+Napi::Object Model::Create(Napi::Env env, ModelPtr handle, ModelInfo info) {
+  Napi::Object object = AddonData::Of(env)->modelClass.New({});
+  Model* model = Model::Unwrap(object);
+  model->handle_ = std::move(handle);
+  model->info_ = std::move(info);
+  return object;
+}
+
+Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {}
+
+// Finalizer safety net: drops this wrapper's share; contexts and workers still holding the handle keep it alive.
+Model::~Model() = default;
+
+const ModelPtr& Model::handle() const {
+  if (!handle_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
+  return handle_;
+}
+
+Napi::Value Model::Info(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    handle();
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("architecture", info_.architecture);
+    out.Set("name", info_.name);
+    out.Set("description", info_.description);
+    out.Set("chatTemplate", info_.hasChatTemplate ? Napi::Value(Napi::String::New(env, info_.chatTemplate)) : env.Null());
+    out.Set("trainedContextLength", info_.trainedContextLength);
+    out.Set("embeddingLength", info_.embeddingLength);
+    out.Set("layerCount", info_.layerCount);
+    out.Set("headCount", info_.headCount);
+    out.Set("headCountKv", info_.headCountKv);
+    out.Set("vocabSize", info_.vocabSize);
+    out.Set("bosToken", info_.bosToken);
+    out.Set("eosToken", info_.eosToken);
+    out.Set("parameterCount", static_cast<double>(info_.parameterCount));
+    out.Set("sizeBytes", static_cast<double>(info_.sizeBytes));
+    out.Set("hasEncoder", info_.hasEncoder);
+    out.Set("hasDecoder", info_.hasDecoder);
+    out.Set("isRecurrent", info_.isRecurrent);
+    out.Set("vocabOnly", info_.vocabOnly);
+    Napi::Object metadata = Napi::Object::New(env);
+    for (const auto& [key, value] : info_.metadata) metadata.Set(key, value);
+    out.Set("metadata", metadata);
+    return out;
+  });
+}
+
+Napi::Value Model::TokenizeText(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    const std::string text = RequireString(info[0], "text");
+    const std::vector<llama_token> tokens = Tokenize(model->vocab(), text, info[1].ToBoolean(), info[2].ToBoolean());
+    Napi::Int32Array out = Napi::Int32Array::New(info.Env(), tokens.size());
+    std::copy(tokens.begin(), tokens.end(), out.Data());
+    return out;
+  });
+}
+
+Napi::Value Model::DetokenizeTokens(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    const std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
+    return Napi::String::New(info.Env(), Detokenize(model->vocab(), tokens, info[1].ToBoolean()));
+  });
+}
+
+Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    const int32_t token = RequireInt(info[0], "token", 0, llama_vocab_n_tokens(model->vocab()) - 1);
+    return Napi::String::New(info.Env(), TokenToPiece(model->vocab(), token, info[1].ToBoolean()));
+  });
+}
+
+Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    const std::vector<ChatMessage> messages = ReadMessages(info[0]);
+    const bool addAssistant = info[2].ToBoolean();
+    std::string source;
+    if (info[1].IsString()) {
+      source = info[1].As<Napi::String>().Utf8Value();
+      if (source.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "template must not be empty");
+      if (IsBuiltinTemplate(source)) return Napi::String::New(info.Env(), RenderBuiltin(source, messages, addAssistant));
+    } else if (!info_.hasChatTemplate) {
+      throw TeaError("ERR_TEMPLATE_NOT_FOUND", "the model has no chat template; pass a template string or a built-in template name");
+    }
+    auto cached = templates_.find(source);
+    if (cached == templates_.end()) cached = templates_.emplace(source, ParseJinja(model->model, source)).first;
+    return Napi::String::New(info.Env(), RenderJinja(cached->second.get(), messages, addAssistant));
+  });
+}
+
+Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    if (info_.vocabOnly) throw TeaError("ERR_MODEL_VOCAB_ONLY", "the model was loaded with vocabOnly: it has no weights to run");
+    ContextOptions options = ContextOptions::Parse(info[0]);
+    auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options);
+    worker->Queue();
+    return worker->Promise();
+  });
+}
+
+Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
+  templates_.clear();
+  handle_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value Model::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !handle_); }
+
+}  // namespace tea

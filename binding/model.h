@@ -1,0 +1,78 @@
+// Model: JS wrapper over one llama_model (ModelHandle). Created by ModelLoadWorker, never by `new` from JS.
+#pragma once
+
+#include <napi.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "handles.h"
+
+struct common_chat_templates;
+
+namespace tea {
+
+// What the load worker reads off the model on its thread, so the main thread never walks the metadata.
+struct ModelInfo {
+  std::string architecture;
+  std::string name;
+  std::string description;
+  std::string chatTemplate;  // empty when the model has none
+  bool hasChatTemplate = false;
+  int32_t trainedContextLength = 0;
+  int32_t embeddingLength = 0;
+  int32_t layerCount = 0;
+  int32_t vocabSize = 0;
+  int32_t headCount = 0;
+  int32_t headCountKv = 0;
+  uint64_t parameterCount = 0;
+  uint64_t sizeBytes = 0;
+  int32_t bosToken = -1;
+  int32_t eosToken = -1;
+  bool hasEncoder = false;
+  bool hasDecoder = true;
+  bool isRecurrent = false;
+  bool vocabOnly = false;
+  std::map<std::string, std::string> metadata;
+
+  static ModelInfo Read(const llama_model* model, bool vocabOnly);
+};
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // Main thread: wraps a loaded model (from ModelLoadWorker::Result).
+  static Napi::Object Create(Napi::Env env, ModelPtr handle, ModelInfo info);
+
+  explicit Model(const Napi::CallbackInfo& info);
+  ~Model() override;
+
+  // Throws ERR_DISPOSED after dispose().
+  const ModelPtr& handle() const;
+
+ private:
+  // info(): ModelInfo
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  // tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array
+  Napi::Value TokenizeText(const Napi::CallbackInfo& info);
+  // detokenize(tokens: Int32Array, special: boolean): string
+  Napi::Value DetokenizeTokens(const Napi::CallbackInfo& info);
+  // tokenToPiece(token: number, special: boolean): string
+  Napi::Value TokenPiece(const Napi::CallbackInfo& info);
+  // applyChatTemplate(messages: {role: string, content: string}[], template: string | null, addAssistant: boolean): string
+  Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
+  // createContext(options: NativeContextOptions): Promise<Context>
+  Napi::Value CreateContext(const Napi::CallbackInfo& info);
+  // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  // get disposed: boolean
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+
+  ModelPtr handle_;
+  ModelInfo info_;
+  // Parsed Jinja templates by source text: parsing is far slower than rendering.
+  std::map<std::string, std::shared_ptr<common_chat_templates>> templates_;
+};
+
+}  // namespace tea

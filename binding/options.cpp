@@ -1,0 +1,127 @@
+#include "options.h"
+
+#include <cmath>
+
+#include "errors.h"
+
+namespace tea {
+
+namespace {
+
+[[noreturn]] void Invalid(const std::string& message) { throw TeaError("ERR_INVALID_ARGUMENT", message); }
+
+double Number(const Napi::Object& obj, const char* name, double fallback, double min, double max, bool integer) {
+  Napi::Value value = obj.Get(name);
+  if (value.IsUndefined() || value.IsNull()) return fallback;
+  if (!value.IsNumber()) Invalid(std::string(name) + " must be a number");
+  const double n = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(n)) Invalid(std::string(name) + " must be a finite number");
+  if (integer && std::floor(n) != n) Invalid(std::string(name) + " must be an integer");
+  if (n < min || n > max) {
+    Invalid(std::string(name) + " must be between " + std::to_string(min) + " and " + std::to_string(max) + " (got " + std::to_string(n) + ")");
+  }
+  return n;
+}
+
+bool Bool(const Napi::Object& obj, const char* name, bool fallback) {
+  Napi::Value value = obj.Get(name);
+  if (value.IsUndefined() || value.IsNull()) return fallback;
+  if (!value.IsBoolean()) Invalid(std::string(name) + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+Napi::Object OptionsObject(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return Napi::Object::New(value.Env());
+  if (!value.IsObject()) Invalid("options must be an object");
+  return value.As<Napi::Object>();
+}
+
+}  // namespace
+
+std::string RequireString(const Napi::Value& value, const char* name) {
+  if (!value.IsString()) Invalid(std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+int32_t RequireInt(const Napi::Value& value, const char* name, int64_t min, int64_t max) {
+  if (!value.IsNumber()) Invalid(std::string(name) + " must be a number");
+  const double n = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(n) || std::floor(n) != n || n < static_cast<double>(min) || n > static_cast<double>(max)) {
+    Invalid(std::string(name) + " must be an integer between " + std::to_string(min) + " and " + std::to_string(max));
+  }
+  return static_cast<int32_t>(n);
+}
+
+std::vector<llama_token> RequireTokens(const Napi::Value& value, int32_t vocabSize) {
+  std::vector<llama_token> tokens;
+  auto check = [&](double t) {
+    if (!std::isfinite(t) || std::floor(t) != t || t < 0 || t >= vocabSize) {
+      Invalid("token ids must be integers in [0, " + std::to_string(vocabSize) + ")");
+    }
+    tokens.push_back(static_cast<llama_token>(t));
+  };
+  if (value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    Napi::Int32Array array = value.As<Napi::Int32Array>();
+    for (size_t i = 0; i < array.ElementLength(); ++i) check(array[i]);
+  } else if (value.IsArray()) {
+    Napi::Array array = value.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      if (!item.IsNumber()) Invalid("token ids must be numbers");
+      check(item.As<Napi::Number>().DoubleValue());
+    }
+  } else {
+    Invalid("tokens must be an Int32Array or an array of numbers");
+  }
+  return tokens;
+}
+
+ModelOptions ModelOptions::Parse(const Napi::Value& value) {
+  Napi::Object obj = OptionsObject(value);
+  ModelOptions o;
+  o.gpuLayers = static_cast<int32_t>(Number(obj, "gpuLayers", o.gpuLayers, -1, 100000, true));
+  o.vocabOnly = Bool(obj, "vocabOnly", o.vocabOnly);
+  o.useMmap = Bool(obj, "useMmap", o.useMmap);
+  return o;
+}
+
+ContextOptions ContextOptions::Parse(const Napi::Value& value) {
+  Napi::Object obj = OptionsObject(value);
+  ContextOptions o;
+  o.contextSize = static_cast<uint32_t>(Number(obj, "contextSize", o.contextSize, 0, 1 << 24, true));
+  o.batchSize = static_cast<uint32_t>(Number(obj, "batchSize", o.batchSize, 1, 1 << 20, true));
+  o.microBatchSize = static_cast<uint32_t>(Number(obj, "microBatchSize", std::min(o.batchSize, o.microBatchSize), 1, o.batchSize, true));
+  o.threads = static_cast<int32_t>(Number(obj, "threads", o.threads, 1, 1024, true));
+  o.threadsBatch = static_cast<int32_t>(Number(obj, "threadsBatch", o.threads, 1, 1024, true));
+  o.embeddings = Bool(obj, "embeddings", o.embeddings);
+  o.pooling = static_cast<int32_t>(Number(obj, "pooling", o.pooling, -1, LLAMA_POOLING_TYPE_RANK, true));
+  return o;
+}
+
+CompleteOptions CompleteOptions::Parse(const Napi::Value& value) {
+  Napi::Object obj = OptionsObject(value);
+  CompleteOptions o;
+  o.maxTokens = static_cast<int32_t>(Number(obj, "maxTokens", o.maxTokens, -1, INT32_MAX, true));
+  o.temperature = static_cast<float>(Number(obj, "temperature", o.temperature, 0, 100, false));
+  o.topK = static_cast<int32_t>(Number(obj, "topK", o.topK, 0, INT32_MAX, true));
+  o.topP = static_cast<float>(Number(obj, "topP", o.topP, 0, 1, false));
+  o.minP = static_cast<float>(Number(obj, "minP", o.minP, 0, 1, false));
+  o.repeatPenalty = static_cast<float>(Number(obj, "repeatPenalty", o.repeatPenalty, 1e-6, 100, false));
+  o.repeatLastN = static_cast<int32_t>(Number(obj, "repeatLastN", o.repeatLastN, -1, INT32_MAX, true));
+  o.frequencyPenalty = static_cast<float>(Number(obj, "frequencyPenalty", o.frequencyPenalty, -100, 100, false));
+  o.presencePenalty = static_cast<float>(Number(obj, "presencePenalty", o.presencePenalty, -100, 100, false));
+  o.seed = static_cast<uint32_t>(Number(obj, "seed", o.seed, 0, 4294967295.0, true));
+  Napi::Value stop = obj.Get("stop");
+  if (!stop.IsUndefined() && !stop.IsNull()) {
+    if (!stop.IsArray()) Invalid("stop must be an array of strings");
+    Napi::Array array = stop.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      if (!item.IsString() || item.As<Napi::String>().Utf8Value().empty()) Invalid("stop strings must be non-empty strings");
+      o.stop.push_back(item.As<Napi::String>().Utf8Value());
+    }
+  }
+  return o;
+}
+
+}  // namespace tea

@@ -1,0 +1,73 @@
+// Base for every slow operation: runs Run() on a libuv pool thread and settles a Promise on the main thread.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+#include "errors.h"
+
+namespace tea {
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* resourceName)
+      : Napi::AsyncWorker(env, resourceName), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  // Worker thread. Throw TeaError to reject with a code.
+  virtual void Run() = 0;
+  // Main thread, on success: builds the resolved value.
+  virtual Napi::Value Result(Napi::Env env) = 0;
+  // Main thread, after success or failure: release what the operation held.
+  virtual void Settled() {}
+
+ private:
+  // Worker thread: no exception may leave Execute.
+  void Execute() final {
+    try {
+      Run();
+    } catch (const TeaError& e) {
+      Fail(e.code(), e.what());
+    } catch (const std::bad_alloc&) {
+      Fail("ERR_OUT_OF_MEMORY", "out of memory");
+    } catch (const std::exception& e) {
+      Fail("ERR_INTERNAL", e.what());
+    } catch (...) {
+      Fail("ERR_INTERNAL", "unknown native error");
+    }
+  }
+
+  void Fail(const std::string& code, const std::string& message) {
+    code_ = code;
+    SetError(message);
+  }
+
+  // Main thread.
+  void OnOK() final {
+    Napi::Env env = Env();
+    Settled();
+    try {
+      deferred_.Resolve(Result(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const TeaError& e) {
+      deferred_.Reject(MakeError(env, e.code(), e.what()).Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(MakeError(env, "ERR_INTERNAL", e.what()).Value());
+    }
+  }
+
+  // Main thread.
+  void OnError(const Napi::Error& error) final {
+    Settled();
+    deferred_.Reject(MakeError(Env(), code_, error.Message()).Value());
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::string code_ = "ERR_INTERNAL";
+};
+
+}  // namespace tea

@@ -1,0 +1,25 @@
+// Tokenizer and text helpers shared by the model wrapper and the workers. Thread-safe: they only read the vocab.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace tea {
+
+std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial);
+std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special);
+std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special);
+
+// Bytes at the end of `text` that begin a UTF-8 sequence not yet complete (0 when the text ends on a boundary).
+size_t IncompleteUtf8Tail(const std::string& text);
+
+// Length of the longest suffix of `text` that is a proper prefix of one of `stops`: text that may still turn
+// into a stop string and so must be held back from the stream.
+size_t PartialStopSuffix(const std::string& text, const std::vector<std::string>& stops);
+
+// Position of the earliest complete stop string in `text` at or after `from`, or npos.
+size_t FindStop(const std::string& text, const std::vector<std::string>& stops, size_t from);
+
+}  // namespace tea

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Builds the addon (and optionally llama.cpp's reference tools) from source with cmake-js.
+//
+//   node scripts/build-native.mjs [--tools] [--if-missing]
+//
+// Environment (all optional):
+//   TEA_BACKEND      cpu (default) | cuda | vulkan | metal
+//   TEA_CPU_PROFILE  portable (default) | native | custom      (see CMakeLists.txt)
+//   TEA_CMAKE_ARGS   extra CMake definitions, e.g. "-DGGML_AVX512=ON -DGGML_CUDA_F16=ON"
+//   LLAMA_CPP_DIR    your own llama.cpp checkout instead of the pinned vendor/llama.cpp
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { fetchLlamaCpp } from './fetch-llama-cpp.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const args = new Set(process.argv.slice(2));
+const withTools = args.has('--tools');
+const exe = process.platform === 'win32' ? '.exe' : '';
+const addonPath = join(root, 'build', 'Release', 'tea_llama.node');
+const toolPaths = ['llama-server', 'llama-bench', 'llama-quantize', 'llama-completion'].map((t) =>
+  join(root, 'build', 'tools', t + exe),
+);
+
+if (args.has('--if-missing') && existsSync(addonPath) && (!withTools || toolPaths.every((p) => existsSync(p)))) {
+  process.exit(0);
+}
+
+const backendFlags = {
+  cpu: [],
+  cuda: ['-DGGML_CUDA=ON'],
+  vulkan: ['-DGGML_VULKAN=ON'],
+  metal: ['-DGGML_METAL=ON', '-DGGML_METAL_EMBED_LIBRARY=ON'],
+};
+const backend = (process.env.TEA_BACKEND || 'cpu').toLowerCase();
+if (!backendFlags[backend]) {
+  console.error(`[tea-llama] TEA_BACKEND must be one of ${Object.keys(backendFlags).join(', ')} (got '${backend}')`);
+  process.exit(1);
+}
+
+let source;
+try {
+  source = fetchLlamaCpp();
+} catch (err) {
+  console.error(`[tea-llama] ${err.message}`);
+  process.exit(1);
+}
+
+const defines = [
+  `-DTEA_LLAMA_CPP_DIR=${source}`,
+  `-DTEA_BUILD_TOOLS=${withTools ? 'ON' : 'OFF'}`,
+  `-DTEA_CPU_PROFILE=${process.env.TEA_CPU_PROFILE || 'portable'}`,
+  ...backendFlags[backend],
+  ...(process.env.TEA_CMAKE_ARGS || '').split(/\s+/).filter(Boolean),
+];
+// cmake-js takes CMake definitions as --CDNAME=VALUE.
+const cmakeJsArgs = ['compile', '--out', 'build', ...defines.map((d) => `--CD${d.replace(/^-D/, '')}`)];
+const cmakeJs = join(dirname(createRequire(import.meta.url).resolve('cmake-js/package.json')), 'bin', 'cmake-js');
+
+console.error(`[tea-llama] building from source (backend ${backend}${withTools ? ', with llama.cpp tools' : ''})`);
+const started = Date.now();
+const result = spawnSync(process.execPath, [cmakeJs, ...cmakeJsArgs], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()) },
+});
+if (result.status !== 0) {
+  console.error('[tea-llama] native build failed; see the CMake output above. README.md lists what each backend needs.');
+  process.exit(result.status ?? 1);
+}
+console.error(`[tea-llama] native build done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
