@@ -1,0 +1,122 @@
+/**
+ * The raw interface of the native addon (binding/*.cpp). Internal: the public API in lib/model.ts wraps it.
+ * Each signature mirrors the comment above the bound C++ method.
+ */
+
+export interface NativeAbortFlag {
+  abort(): void;
+  readonly aborted: boolean;
+}
+
+export interface NativeModelOptions {
+  gpuLayers?: number;
+  vocabOnly?: boolean;
+  useMmap?: boolean;
+}
+
+export interface NativeContextOptions {
+  contextSize?: number;
+  batchSize?: number;
+  microBatchSize?: number;
+  threads?: number;
+  threadsBatch?: number;
+  embeddings?: boolean;
+  /** llama_pooling_type: -1 the model's own, 0 none, 1 mean, 2 cls, 3 last, 4 rank. */
+  pooling?: number;
+}
+
+export interface NativeCompleteOptions {
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export interface NativeModelInfo {
+  architecture: string;
+  name: string;
+  description: string;
+  chatTemplate: string | null;
+  trainedContextLength: number;
+  embeddingLength: number;
+  layerCount: number;
+  headCount: number;
+  headCountKv: number;
+  vocabSize: number;
+  bosToken: number;
+  eosToken: number;
+  parameterCount: number;
+  sizeBytes: number;
+  hasEncoder: boolean;
+  hasDecoder: boolean;
+  isRecurrent: boolean;
+  vocabOnly: boolean;
+  metadata: Record<string, string>;
+}
+
+export interface NativeCompletion {
+  text: string;
+  promptTokens: number;
+  reusedPromptTokens: number;
+  completionTokens: number;
+  finishReason: 'stop' | 'length' | 'abort';
+  contextFull: boolean;
+  timings: { promptMs: number; generationMs: number; firstTokenMs: number };
+}
+
+export interface NativeChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  detokenize(tokens: Int32Array | number[], special: boolean): string;
+  tokenToPiece(token: number, special: boolean): string;
+  applyChatTemplate(messages: NativeChatMessage[], template: string | null, addAssistant: boolean): string;
+  createContext(options: NativeContextOptions): Promise<NativeContext>;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+export interface NativeContextInfo {
+  contextSize: number;
+  batchSize: number;
+  microBatchSize: number;
+  embeddings: boolean;
+  pooling: number;
+}
+
+export interface NativeContext {
+  complete(
+    prompt: string,
+    options: NativeCompleteOptions,
+    onChunk: ((text: string) => void) | null,
+    abort?: NativeAbortFlag,
+  ): Promise<NativeCompletion>;
+  embed(texts: string[], normalize: boolean, abort?: NativeAbortFlag): Promise<Float32Array[]>;
+  info(): NativeContextInfo;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+export interface NativeBinding {
+  AbortFlag: new () => NativeAbortFlag;
+  loadModel(
+    path: string,
+    options: NativeModelOptions,
+    onProgress?: (progress: number) => void,
+    abort?: NativeAbortFlag,
+  ): Promise<NativeModel>;
+  builtinChatTemplates(): string[];
+  systemInfo(): string;
+  setLogLevel(level: 0 | 1 | 2 | 3 | 4): void;
+}

@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadModel, type LlamaModel } from '../lib';
+import { startLlamaServer, type LlamaServer } from './support/llama-server';
+import { haveModel, modelPath, STORIES } from './support/models';
+
+const PROMPTS = ['Once upon a time', 'The little dog', 'Lily and Ben went to the park. They'];
+
+interface ServerCompletion {
+  content: string;
+  tokens_predicted: number;
+  tokens_evaluated: number;
+  stop_type: string;
+}
+
+describe.runIf(haveModel(STORIES))('completion on stories260K', () => {
+  let model: LlamaModel;
+  let server: LlamaServer;
+
+  beforeAll(async () => {
+    [model, server] = await Promise.all([
+      loadModel(modelPath(STORIES), { contextSize: 512, threads: 2 }),
+      startLlamaServer(modelPath(STORIES), ['-c', '512', '-np', '1']),
+    ]);
+  });
+  afterAll(async () => {
+    await model?.dispose();
+    await server?.stop();
+  });
+
+  it('greedy output equals llama-server /completion at temperature 0', async () => {
+    for (const prompt of PROMPTS) {
+      const reference = await server.post<ServerCompletion>('/completion', {
+        prompt,
+        n_predict: 96,
+        temperature: 0,
+        repeat_penalty: 1,
+        cache_prompt: false,
+      });
+      const ours = await model.complete(prompt, { maxTokens: 96, temperature: 0 });
+      expect(reference.content.length).toBeGreaterThan(20);
+      expect(ours.text).toBe(reference.content);
+      expect(ours.completionTokens).toBe(reference.tokens_predicted);
+      expect(ours.promptTokens).toBe(reference.tokens_evaluated);
+      expect(ours.finishReason).toBe(reference.stop_type === 'limit' ? 'length' : 'stop');
+    }
+  });
+
+  it('greedy output with a repeat penalty equals llama-server too', async () => {
+    const body = { prompt: PROMPTS[0], n_predict: 96, temperature: 0, repeat_penalty: 1.3, repeat_last_n: 64, cache_prompt: false };
+    const reference = await server.post<ServerCompletion>('/completion', body);
+    const ours = await model.complete(PROMPTS[0], { maxTokens: 96, temperature: 0, repeatPenalty: 1.3, repeatLastN: 64 });
+    expect(ours.text).toBe(reference.content);
+  });
+
+  it('streams chunks that concatenate to exactly the non-streamed text', async () => {
+    const whole = await model.complete(PROMPTS[1], { maxTokens: 80, temperature: 0 });
+    const chunks: string[] = [];
+    const viaCallback = await model.complete(PROMPTS[1], { maxTokens: 80, temperature: 0, onChunk: (c) => chunks.push(c) });
+    expect(chunks.length).toBeGreaterThan(10);
+    expect(chunks.join('')).toBe(whole.text);
+    expect(viaCallback.text).toBe(whole.text);
+
+    const stream = model.stream(PROMPTS[1], { maxTokens: 80, temperature: 0 });
+    let iterated = '';
+    for await (const chunk of stream) iterated += chunk;
+    expect(iterated).toBe(whole.text);
+    expect((await stream.result).text).toBe(whole.text);
+  });
+
+  it('reuses the KV cache for a shared prompt prefix without changing the output', async () => {
+    const first = await model.complete(PROMPTS[2], { maxTokens: 40, temperature: 0 });
+    const again = await model.complete(PROMPTS[2], { maxTokens: 40, temperature: 0 });
+    expect(again.reusedPromptTokens).toBe(again.promptTokens - 1);
+    expect(again.text).toBe(first.text);
+  });
+
+  it('ends at a stop string, never emitting it, even when it spans tokens', async () => {
+    const whole = (await model.complete(PROMPTS[0], { maxTokens: 96, temperature: 0 })).text;
+    // Stops that start inside one token and end inside another, and one that is a whole word.
+    for (const stop of ['ttle gi', 'named', ' play', 'e. On']) {
+      const at = whole.indexOf(stop);
+      expect(at).toBeGreaterThan(0);
+      const chunks: string[] = [];
+      const result = await model.complete(PROMPTS[0], { maxTokens: 96, temperature: 0, stop: [stop, 'zzzz-never'], onChunk: (c) => chunks.push(c) });
+      expect(result.text).toBe(whole.slice(0, at));
+      expect(result.finishReason).toBe('stop');
+      expect(chunks.join('')).toBe(result.text);
+      expect(chunks.join('')).not.toContain(stop);
+    }
+  });
+
+  it('honours maxTokens and seeds: same seed same text, sampled text differs from greedy', async () => {
+    const a = await model.complete(PROMPTS[0], { maxTokens: 30, temperature: 1, seed: 42 });
+    const b = await model.complete(PROMPTS[0], { maxTokens: 30, temperature: 1, seed: 42 });
+    const c = await model.complete(PROMPTS[0], { maxTokens: 30, temperature: 1.5, topK: 0, topP: 1, minP: 0, seed: 7 });
+    expect(a.completionTokens).toBeLessThanOrEqual(30);
+    expect(a.text).toBe(b.text);
+    expect(c.text).not.toBe(a.text);
+    const n = await model.complete(PROMPTS[0], { maxTokens: 5, temperature: 0 });
+    expect(n.completionTokens).toBe(5);
+    expect(n.finishReason).toBe('length');
+  });
+
+  it('reports timings', async () => {
+    const r = await model.complete(PROMPTS[0], { maxTokens: 50, temperature: 0 });
+    expect(r.timings.generationMs).toBeGreaterThan(0);
+    expect(r.timings.tokensPerSecond).toBeGreaterThan(0);
+    expect(r.timings.firstTokenMs).toBeGreaterThan(0);
+  });
+
+  it('runs concurrent calls one after another, each equal to the call run alone', async () => {
+    const alone = await Promise.all(PROMPTS.map((p) => model.complete(p, { maxTokens: 40, temperature: 0 })));
+    const together = await Promise.all(
+      PROMPTS.flatMap((p) => [model.complete(p, { maxTokens: 40, temperature: 0 }), model.complete(p, { maxTokens: 40, temperature: 0 })]),
+    );
+    together.forEach((r, i) => expect(r.text).toBe(alone[Math.floor(i / 2)].text));
+  });
+});
