@@ -71,7 +71,7 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     if (!handle_) throw TeaError("ERR_DISPOSED", "the context has been disposed");
     Napi::Object out = Napi::Object::New(info.Env());
-    out.Set("contextSize", llama_n_ctx(handle_->ctx));
+    out.Set("contextSize", handle_->limit);
     out.Set("batchSize", llama_n_batch(handle_->ctx));
     out.Set("microBatchSize", llama_n_ubatch(handle_->ctx));
     out.Set("embeddings", handle_->embeddings);

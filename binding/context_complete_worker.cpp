@@ -109,7 +109,7 @@ void ContextCompleteWorker::Generate() {
   h.activeAbort.store(abort_.get());
   llama_context* ctx = h.ctx;
   const llama_vocab* vocab = h.model->vocab();
-  const int32_t nCtx = static_cast<int32_t>(llama_n_ctx(ctx));
+  const int32_t nCtx = static_cast<int32_t>(h.limit);
   const int32_t nBatch = static_cast<int32_t>(llama_n_batch(ctx));
 
   std::vector<llama_token> prompt = Tokenize(vocab, prompt_, /*addSpecial=*/true, /*parseSpecial=*/true);

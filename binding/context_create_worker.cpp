@@ -32,7 +32,7 @@ void ContextCreateWorker::Run() {
     const std::string reason = TakeLastError();
     throw TeaError("ERR_CONTEXT_CREATE", "llama.cpp could not create a context" + (reason.empty() ? "" : ": " + reason));
   }
-  context_ = std::make_shared<ContextHandle>(model_, ctx, options_.embeddings);
+  context_ = std::make_shared<ContextHandle>(model_, ctx, options_.embeddings, options_.contextSize);
   if (options_.embeddings && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_NONE) {
     context_.reset();
     throw TeaError("ERR_INVALID_ARGUMENT", "embeddings need a pooling type (mean, cls or last)");

@@ -1,5 +1,6 @@
 #include "context_embed_worker.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "text_utils.h"
@@ -25,7 +26,7 @@ void ContextEmbedWorker::Run() {
   llama_context* ctx = h.ctx;
   const llama_model* model = h.model->model;
   const llama_vocab* vocab = h.model->vocab();
-  const int32_t capacity = static_cast<int32_t>(llama_n_ubatch(ctx));
+  const int32_t capacity = static_cast<int32_t>(std::min(h.limit, llama_n_ubatch(ctx)));
   const int32_t nEmbd = llama_model_n_embd_out(model) > 0 ? llama_model_n_embd_out(model) : llama_model_n_embd(model);
   const bool encoderOnly = llama_model_has_encoder(model) && !llama_model_has_decoder(model);
   h.cachedTokens.clear();

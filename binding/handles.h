@@ -3,6 +3,7 @@
 // and a context's handle keeps its model's handle alive.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <vector>
@@ -27,6 +28,9 @@ struct ContextHandle {
   ModelPtr model;  // the model must outlive the context
   llama_context* ctx = nullptr;
   bool embeddings = false;
+  // The context size the caller asked for. llama.cpp may round n_ctx up (to a multiple of 256); the requested
+  // size is the one enforced, so a prompt that would not fit what the user configured is still rejected.
+  uint32_t limit = 0;
 
   // Set while an operation runs (one at a time per context). Checked from the main thread only.
   std::atomic<bool> busy{false};
@@ -38,7 +42,8 @@ struct ContextHandle {
   // Tokens whose KV entries sequence 0 holds, for prompt-prefix reuse. Touched only by the running worker.
   std::vector<llama_token> cachedTokens;
 
-  ContextHandle(ModelPtr m, llama_context* c, bool embd) : model(std::move(m)), ctx(c), embeddings(embd) {
+  ContextHandle(ModelPtr m, llama_context* c, bool embd, uint32_t requested)
+      : model(std::move(m)), ctx(c), embeddings(embd), limit(requested > 0 ? std::min(requested, llama_n_ctx(c)) : llama_n_ctx(c)) {
     llama_set_abort_callback(ctx, &ContextHandle::ShouldAbort, this);
   }
   ~ContextHandle() { llama_free(ctx); }

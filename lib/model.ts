@@ -8,6 +8,7 @@ import { readGguf } from './gguf';
 import type { NativeAbortFlag, NativeCompleteOptions, NativeContext, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { OperationQueue } from './operation-queue';
+import { checkHyperparameters } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
@@ -333,6 +334,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (gguf.tensors.length === 0 && !vocabOnly) {
     throw new LlamaError('ERR_MODEL_VOCAB_ONLY', `${absolute} holds no weights (a vocabulary-only file): load it with { vocabOnly: true }`);
   }
+  if (!vocabOnly) checkHyperparameters(gguf, absolute);
   const fileSize = (await stat(absolute)).size;
 
   const binding = getBinding();

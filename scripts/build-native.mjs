@@ -56,19 +56,19 @@ const defines = [
   ...backendFlags[backend],
   ...(process.env.TEA_CMAKE_ARGS || '').split(/\s+/).filter(Boolean),
 ];
-// cmake-js takes CMake definitions as --CDNAME=VALUE.
-const cmakeJsArgs = ['compile', '--out', 'build', ...defines.map((d) => `--CD${d.replace(/^-D/, '')}`)];
+// cmake-js takes CMake definitions as --CDNAME=VALUE. `configure` then `build` rather than `compile`: compile
+// skips configuring an existing tree (ignoring changed options) and wipes the tree when a build fails.
+const cmakeDefines = defines.map((d) => `--CD${d.replace(/^-D/, '')}`);
 const cmakeJs = join(dirname(createRequire(import.meta.url).resolve('cmake-js/package.json')), 'bin', 'cmake-js');
 
 console.error(`[tea-llama] building from source (backend ${backend}${withTools ? ', with llama.cpp tools' : ''})`);
 const started = Date.now();
-const result = spawnSync(process.execPath, [cmakeJs, ...cmakeJsArgs], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()) },
-});
-if (result.status !== 0) {
+const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()) };
+const run = (command, extra) =>
+  spawnSync(process.execPath, [cmakeJs, command, '--out', 'build', ...extra], { cwd: root, stdio: 'inherit', env }).status;
+const status = run('configure', cmakeDefines) || run('build', []);
+if (status !== 0) {
   console.error('[tea-llama] native build failed; see the CMake output above. README.md lists what each backend needs.');
-  process.exit(result.status ?? 1);
+  process.exit(status ?? 1);
 }
 console.error(`[tea-llama] native build done in ${((Date.now() - started) / 1000).toFixed(0)} s`);

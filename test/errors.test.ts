@@ -46,6 +46,20 @@ describe.runIf(haveModel(STORIES) && haveModel(PHI3_VOCAB))('bad input gets a ty
     expect(await code(loadModel(cutTensors))).toBe('ERR_MODEL_INVALID');
   });
 
+  it('rejects hyperparameters that would make llama.cpp abort the process', async () => {
+    // llama.block_count is a uint32 right after its key and its type tag.
+    const key = Buffer.from('llama.block_count');
+    const at = stories.indexOf(key) + key.length + 4;
+    expect(stories.readUInt32LE(at)).toBe(5);
+    for (const layers of [0, 513, 100000]) {
+      const patched = Buffer.from(stories);
+      patched.writeUInt32LE(layers, at);
+      const file = join(dir, `layers-${layers}.gguf`);
+      writeFileSync(file, patched);
+      expect(await code(loadModel(file))).toBe('ERR_MODEL_INVALID');
+    }
+  });
+
   it('refuses to generate with a vocabulary-only model', async () => {
     expect(await code(loadModel(modelPath(PHI3_VOCAB)))).toBe('ERR_MODEL_VOCAB_ONLY');
     await using vocab = await loadModel(modelPath(PHI3_VOCAB), { vocabOnly: true });

@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 import { loadModel, systemInfo } from '../lib';
-import { haveModel, modelPath, PHI3_VOCAB, STORIES } from './support/models';
+import { haveModel, modelPath, PHI3_VOCAB, repoRoot, STORIES } from './support/models';
 import { syntheticModel } from './support/synthetic';
 
 /** Counts ticks of a 1 ms interval and the longest gap between them while `work` runs. */
@@ -105,12 +106,16 @@ describe.runIf(haveModel(STORIES) && haveModel(PHI3_VOCAB))('runtime behaviour',
     const model = await loadModel(path, { contextSize: 512, threads: 2 });
     let chunks = 0;
     const running = model.complete('Once upon a time', { maxTokens: 400, onChunk: () => chunks++ });
-    const queued = model.complete('Later', { maxTokens: 10 });
+    // Observed from the start: dispose() rejects it before this test awaits it.
+    const queued = model.complete('Later', { maxTokens: 10 }).then(
+      () => 'resolved',
+      (error: { code?: string }) => error.code,
+    );
     while (chunks < 2) await new Promise((r) => setTimeout(r, 5));
     await model.dispose();
     const r = await running;
     expect(r.finishReason).toBe('abort');
-    await expect(queued).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+    expect(await queued).toBe('ERR_DISPOSED');
   });
 
   it('reports load progress up to 1', async () => {
@@ -119,5 +124,29 @@ describe.runIf(haveModel(STORIES) && haveModel(PHI3_VOCAB))('runtime behaviour',
     expect(model.info.architecture).toBe('llama');
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.at(-1)).toBe(1);
+  });
+
+  it('frees models that are garbage-collected without dispose (finalizers), then exits cleanly', () => {
+    // A child process, so a crash in a finalizer fails this test instead of killing the runner.
+    const script = `
+      const { loadModel } = require(${JSON.stringify(repoRoot)});
+      (async () => {
+        const rss = () => process.memoryUsage().rss / 1048576;
+        for (let i = 0; i < 40; i++) {
+          const m = await loadModel(${JSON.stringify(modelPath(STORIES))}, { contextSize: 1024, useMmap: false });
+          await m.complete('Once', { maxTokens: 2 });
+          if (i === 9) { global.gc(); globalThis.warm = rss(); }
+        }
+        await new Promise((r) => setTimeout(r, 50));
+        global.gc();
+        await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ warm: globalThis.warm, end: rss() }));
+        // A model still loaded at exit must not crash the process on the way out.
+        globalThis.kept = await loadModel(${JSON.stringify(modelPath(STORIES))});
+      })();`;
+    const out = execFileSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' });
+    const { warm, end } = JSON.parse(out.trim()) as { warm: number; end: number };
+    // 30 more unreleased loads of a model with a 1024-token context would add far more than this.
+    expect(end - warm).toBeLessThan(60);
   });
 });
