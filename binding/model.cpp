@@ -14,15 +14,22 @@ namespace tea {
 
 namespace {
 
-std::string MetaString(const llama_model* model, const char* key) {
+// llama.cpp's string getters write at most `size` bytes and return the full length: read, and retry once with
+// a buffer that fits when the value was longer.
+template <typename Read>
+std::string ReadString(Read&& read) {
   char small[256];
-  int32_t n = llama_model_meta_val_str(model, key, small, sizeof(small));
+  const int32_t n = read(small, sizeof(small));
   if (n < 0) return "";
   if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
   std::string big(static_cast<size_t>(n) + 1, '\0');
-  llama_model_meta_val_str(model, key, big.data(), big.size());
+  read(big.data(), big.size());
   big.resize(static_cast<size_t>(n));
   return big;
+}
+
+std::string MetaString(const llama_model* model, const char* key) {
+  return ReadString([&](char* buf, size_t size) { return llama_model_meta_val_str(model, key, buf, size); });
 }
 
 int32_t MetaInt(const llama_model* model, const std::string& key, int32_t fallback) {
@@ -33,17 +40,6 @@ int32_t MetaInt(const llama_model* model, const std::string& key, int32_t fallba
   } catch (...) {
     return fallback;
   }
-}
-
-std::string ByIndex(int32_t (*read)(const llama_model*, int32_t, char*, size_t), const llama_model* model, int32_t i) {
-  char small[256];
-  int32_t n = read(model, i, small, sizeof(small));
-  if (n < 0) return "";
-  if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
-  std::string big(static_cast<size_t>(n) + 1, '\0');
-  read(model, i, big.data(), big.size());
-  big.resize(static_cast<size_t>(n));
-  return big;
 }
 
 std::vector<ChatMessage> ReadMessages(const Napi::Value& value) {
@@ -93,7 +89,8 @@ ModelInfo ModelInfo::Read(const llama_model* model, bool vocabOnly) {
   info.isRecurrent = llama_model_is_recurrent(model);
   const int32_t count = llama_model_meta_count(model);
   for (int32_t i = 0; i < count; ++i) {
-    info.metadata.emplace(ByIndex(llama_model_meta_key_by_index, model, i), ByIndex(llama_model_meta_val_str_by_index, model, i));
+    info.metadata.emplace(ReadString([&](char* buf, size_t size) { return llama_model_meta_key_by_index(model, i, buf, size); }),
+                          ReadString([&](char* buf, size_t size) { return llama_model_meta_val_str_by_index(model, i, buf, size); }));
   }
   return info;
 }
