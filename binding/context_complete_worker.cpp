@@ -68,7 +68,7 @@ Napi::Promise ContextCompleteWorker::Promise() const { return settlement_->defer
 
 void ContextCompleteWorker::Execute() {
   try {
-    Generate();
+    context_->compute.Run([this] { Generate(); });
   } catch (const TeaError& e) {
     code_ = e.code();
     SetError(e.what());

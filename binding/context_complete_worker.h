@@ -49,8 +49,9 @@ class ContextCompleteWorker : public Napi::AsyncWorker {
   };
   static void SettleOne(Napi::Env env, const std::shared_ptr<Settlement>& settlement);
 
-  // Worker thread.
+  // Worker thread: hands Generate() to the context's compute thread and waits.
   void Execute() override;
+  // Compute thread: the token loop.
   void Generate();
   void Emit(const std::string& chunk);
   // Main thread.

@@ -16,6 +16,10 @@ ContextEmbedWorker::ContextEmbedWorker(Napi::Env env, ContextPtr context, std::v
       abort_(std::move(abort)) {}
 
 void ContextEmbedWorker::Run() {
+  context_->compute.Run([this] { Embed(); });
+}
+
+void ContextEmbedWorker::Embed() {
   ContextHandle& h = *context_;
   h.activeAbort.store(abort_.get());
   struct ClearAbort {

@@ -18,8 +18,10 @@ class ContextEmbedWorker : public PromiseWorker {
   ContextEmbedWorker(Napi::Env env, ContextPtr context, std::vector<std::string> texts, bool normalize, SharedFlag abort);
 
  protected:
-  // Worker thread: decode (or encode) each text as sequence 0 and read its pooled embedding.
+  // Worker thread: hands Embed() to the context's compute thread and waits.
   void Run() override;
+  // Compute thread: decode (or encode) each text as sequence 0 and read its pooled embedding.
+  void Embed();
   // Main thread: Float32Array per text.
   Napi::Value Result(Napi::Env env) override;
   // Main thread: the context is free for the next operation.

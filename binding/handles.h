@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "compute_thread.h"
 #include "llama.h"
 
 namespace tea {
@@ -42,11 +43,16 @@ struct ContextHandle {
   // Tokens whose KV entries sequence 0 holds, for prompt-prefix reuse. Touched only by the running worker.
   std::vector<llama_token> cachedTokens;
 
+  // Runs every decode of this context (see compute_thread.h). Declared last so it is joined first.
+  ComputeThread compute;
+
   ContextHandle(ModelPtr m, llama_context* c, bool embd, uint32_t requested)
       : model(std::move(m)), ctx(c), embeddings(embd), limit(requested > 0 ? std::min(requested, llama_n_ctx(c)) : llama_n_ctx(c)) {
     llama_set_abort_callback(ctx, &ContextHandle::ShouldAbort, this);
   }
-  ~ContextHandle() { llama_free(ctx); }
+  ~ContextHandle() {
+    compute.Run([this] { llama_free(ctx); });  // OpenMP team teardown on the thread that owns it
+  }
   ContextHandle(const ContextHandle&) = delete;
   ContextHandle& operator=(const ContextHandle&) = delete;
 
