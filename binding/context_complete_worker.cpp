@@ -42,6 +42,18 @@ SamplerPtr BuildSampler(const CompleteOptions& o, int32_t contextSize, int32_t v
   return chain;
 }
 
+// Plain greedy decoding: the index of the first largest logit, exactly what llama.cpp's greedy sampler picks,
+// without the sampler chain's copy of the whole vocabulary into a candidate array for every token.
+llama_token ArgMax(llama_context* ctx, int32_t vocabSize) {
+  const float* logits = llama_get_logits_ith(ctx, -1);
+  if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
+  int32_t best = 0;
+  for (int32_t i = 1; i < vocabSize; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return best;
+}
+
 }  // namespace
 
 ContextCompleteWorker::ContextCompleteWorker(Napi::Env env, ContextPtr context, std::string prompt, CompleteOptions options,
@@ -154,8 +166,11 @@ void ContextCompleteWorker::Generate() {
   }
   result_.promptMs = MsSince(started);
 
-  SamplerPtr sampler = BuildSampler(options_, nCtx, llama_vocab_n_tokens(vocab));
-  if (options_.repeatPenalty != 1.0f || options_.frequencyPenalty != 0.0f || options_.presencePenalty != 0.0f) {
+  const int32_t vocabSize = llama_vocab_n_tokens(vocab);
+  const bool penalties = options_.repeatPenalty != 1.0f || options_.frequencyPenalty != 0.0f || options_.presencePenalty != 0.0f;
+  const bool plainGreedy = options_.temperature <= 0.0f && !penalties;
+  SamplerPtr sampler = plainGreedy ? nullptr : BuildSampler(options_, nCtx, vocabSize);
+  if (penalties) {
     for (llama_token t : prompt) llama_sampler_accept(sampler.get(), t);
   }
 
@@ -177,7 +192,7 @@ void ContextCompleteWorker::Generate() {
       result_.contextFull = true;
       break;
     }
-    const llama_token token = llama_sampler_sample(sampler.get(), ctx, -1);
+    const llama_token token = plainGreedy ? ArgMax(ctx, vocabSize) : llama_sampler_sample(sampler.get(), ctx, -1);
     if (result_.completionTokens == 0) result_.firstTokenMs = MsSince(started);
     if (llama_vocab_is_eog(vocab, token)) {
       result_.finishReason = "stop";
