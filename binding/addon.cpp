@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "abort_flag.h"
+#include "backends.h"
 #include "addon_data.h"
 #include "chat_template.h"
 #include "context.h"
@@ -43,6 +44,32 @@ Napi::Value BuiltinChatTemplates(const Napi::CallbackInfo& info) {
 // systemInfo(): string  (the CPU features and backends llama.cpp was built with and detected)
 Napi::Value SystemInfo(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), llama_print_system_info()); }
 
+// loadBackends(dirs: string[], gpu: string, cpuVariant: string): NativeBackendReport
+// Once per process; must run before the first loadModel in the prebuild layout.
+Napi::Value LoadBackendsJs(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throw TeaError("ERR_INVALID_ARGUMENT", "dirs must be an array of strings");
+    Napi::Array array = info[0].As<Napi::Array>();
+    std::vector<std::string> dirs;
+    for (uint32_t i = 0; i < array.Length(); ++i) dirs.push_back(RequireString(array.Get(i), "dirs[i]"));
+    const BackendReport r = LoadBackends(dirs, RequireString(info[1], "gpu"), RequireString(info[2], "cpuVariant"));
+    auto list = [&](const std::vector<std::string>& items) {
+      Napi::Array out = Napi::Array::New(env, items.size());
+      for (size_t i = 0; i < items.size(); ++i) out.Set(static_cast<uint32_t>(i), items[i]);
+      return out;
+    };
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dynamic", r.dynamic);
+    out.Set("cpuVariant", r.cpuVariant);
+    out.Set("cpuRejected", list(r.cpuRejected));
+    out.Set("gpuLoaded", list(r.gpuLoaded));
+    out.Set("gpuFailed", list(r.gpuFailed));
+    out.Set("devices", list(r.devices));
+    return out;
+  });
+}
+
 // setLogLevel(level: 0 | 1 | 2 | 3 | 4): void
 Napi::Value SetLogLevelJs(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
@@ -75,6 +102,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("builtinChatTemplates", Napi::Function::New(env, BuiltinChatTemplates, "builtinChatTemplates"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevelJs, "setLogLevel"));
+  exports.Set("loadBackends", Napi::Function::New(env, LoadBackendsJs, "loadBackends"));
   return exports;
 }
 

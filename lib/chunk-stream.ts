@@ -1,10 +1,15 @@
-import type { CompletionResult, CompletionStream } from './types';
+import type { CompletionResult } from './types';
+
+/** An AsyncIterable of text chunks with the generation's final result. */
+export interface ChunkStream<R> extends AsyncIterable<string> {
+  readonly result: Promise<R>;
+}
 
 /**
  * Turns a callback-driven generation into an AsyncIterable of chunks. `start` receives the chunk sink and an
  * AbortSignal that fires when the consumer stops iterating early.
  */
-export function chunkStream(start: (push: (chunk: string) => void, stop: AbortSignal) => Promise<CompletionResult>): CompletionStream {
+export function chunkStream<R = CompletionResult>(start: (push: (chunk: string) => void, stop: AbortSignal) => Promise<R>): ChunkStream<R> {
   const chunks: string[] = [];
   let wake: (() => void) | undefined;
   let done = false;

@@ -14,7 +14,14 @@ export type LlamaErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_NATIVE_LOAD'
-  | 'ERR_INTERNAL';
+  | 'ERR_BACKEND_UNAVAILABLE'
+  | 'ERR_INTERNAL'
+  | 'ERR_API_HTTP'
+  | 'ERR_API_TIMEOUT'
+  | 'ERR_API_CONNECTION'
+  | 'ERR_API_PROTOCOL'
+  | 'ERR_SETTINGS_INVALID'
+  | 'ERR_NO_BACKEND';
 
 export class LlamaError extends Error {
   readonly code: LlamaErrorCode;

@@ -3,9 +3,30 @@
  */
 export { LlamaError, type LlamaErrorCode } from './errors';
 export { LlamaModel, loadModel } from './model';
-export { setLogLevel, type LogLevel } from './native/load-binding';
+export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
+export type * from './backends/llm-backend';
+export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';
+export { ApiLlmBackend, type ApiLlmBackendOptions } from './backends/api-backend';
+export { MockLlmBackend, type MockLlmBackendOptions, type MockCall } from './backends/mock-backend';
+export type { BackendCommonOptions } from './backends/base-backend';
+export { ResponseCache, type ResponseCacheKey } from './backends/response-cache';
+export { createLlmBackend, type CreateLlmBackendOptions, type CreateLlmBackendContext } from './create-backend';
+export { resolveSettings, parseSettingsYaml, type ResolveSettingsOptions } from './config/settings';
+export { settingsFromEnv } from './config/env';
+export { SettingsError, SETTING_KEYS, type LlmSettings, type LlmSettingsInput, type SettingsIssue, type SettingSource } from './config/schema';
+export { getModelInfo, FAMILY_CONTEXT, type GetModelInfoOptions, type ModelAutoConfig, type ModelFamily } from './config/model-info';
+export {
+  resolveModelPath,
+  DEFAULT_MODEL_FILES,
+  type ModelPathResolution,
+  type ModelPathCandidate,
+  type ModelPathSource,
+  type ResolveModelPathOptions,
+} from './config/model-path';
+export { expandPath, type Env } from './config/expand-path';
+export { createStderrLogger, defaultLogger, silentLogger, type Logger, type LoggerLevel } from './logger';
 
 import { getBinding } from './native/load-binding';
 

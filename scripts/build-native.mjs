@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Builds the addon (and optionally llama.cpp's reference tools) from source with cmake-js.
 //
-//   node scripts/build-native.mjs [--tools] [--if-missing]
+//   node scripts/build-native.mjs [--tools] [--if-missing] [--dynamic]
+//
+//   --dynamic  the prebuild layout (TEA_DYNAMIC_BACKENDS) into build/prebuild: see scripts/prebuild.mjs
 //
 // Environment (all optional):
 //   TEA_BACKEND      cpu (default) | cuda | vulkan | metal
@@ -19,8 +21,10 @@ import { fetchLlamaCpp } from './fetch-llama-cpp.mjs';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
 const withTools = args.has('--tools');
+const dynamic = args.has('--dynamic');
+const outDir = dynamic ? join('build', 'prebuild') : 'build';
 const exe = process.platform === 'win32' ? '.exe' : '';
-const addonPath = join(root, 'build', 'Release', 'tea_llama.node');
+const addonPath = join(root, outDir, 'Release', 'tea_llama.node');
 const toolPaths = ['llama-server', 'llama-bench', 'llama-quantize', 'llama-completion'].map((t) =>
   join(root, 'build', 'tools', t + exe),
 );
@@ -51,7 +55,8 @@ try {
 
 const defines = [
   `-DTEA_LLAMA_CPP_DIR=${source}`,
-  `-DTEA_BUILD_TOOLS=${withTools ? 'ON' : 'OFF'}`,
+  `-DTEA_BUILD_TOOLS=${withTools && !dynamic ? 'ON' : 'OFF'}`,
+  `-DTEA_DYNAMIC_BACKENDS=${dynamic ? 'ON' : 'OFF'}`,
   `-DTEA_CPU_PROFILE=${process.env.TEA_CPU_PROFILE || 'portable'}`,
   ...backendFlags[backend],
   ...(process.env.TEA_CMAKE_ARGS || '').split(/\s+/).filter(Boolean),
@@ -61,11 +66,11 @@ const defines = [
 const cmakeDefines = defines.map((d) => `--CD${d.replace(/^-D/, '')}`);
 const cmakeJs = join(dirname(createRequire(import.meta.url).resolve('cmake-js/package.json')), 'bin', 'cmake-js');
 
-console.error(`[tea-llama] building from source (backend ${backend}${withTools ? ', with llama.cpp tools' : ''})`);
+console.error(`[tea-llama] building from source (backend ${backend}${dynamic ? ', prebuild layout' : ''}${withTools ? ', with llama.cpp tools' : ''})`);
 const started = Date.now();
 const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()) };
 const run = (command, extra) =>
-  spawnSync(process.execPath, [cmakeJs, command, '--out', 'build', ...extra], { cwd: root, stdio: 'inherit', env }).status;
+  spawnSync(process.execPath, [cmakeJs, command, '--out', outDir, ...extra], { cwd: root, stdio: 'inherit', env }).status;
 const status = run('configure', cmakeDefines) || run('build', []);
 if (status !== 0) {
   console.error('[tea-llama] native build failed; see the CMake output above. README.md lists what each backend needs.');

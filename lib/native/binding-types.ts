@@ -108,6 +108,18 @@ export interface NativeContext {
   readonly disposed: boolean;
 }
 
+export interface NativeBackendReport {
+  /** Built with TEA_DYNAMIC_BACKENDS (the prebuild layout). */
+  dynamic: boolean;
+  /** 'static' (linked in), or the CPU variant module chosen at run time ('haswell', 'zen4', ...). */
+  cpuVariant: string;
+  /** Variants the CPU advertises but the OS has not enabled (so they would fault). */
+  cpuRejected: string[];
+  gpuLoaded: string[];
+  gpuFailed: string[];
+  devices: string[];
+}
+
 export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
@@ -119,4 +131,5 @@ export interface NativeBinding {
   builtinChatTemplates(): string[];
   systemInfo(): string;
   setLogLevel(level: 0 | 1 | 2 | 3 | 4): void;
+  loadBackends(dirs: string[], gpu: string, cpuVariant: string): NativeBackendReport;
 }

@@ -1,0 +1,274 @@
+import { chunkStream } from '../chunk-stream';
+import { LlamaError } from '../errors';
+import { defaultLogger, type Logger } from '../logger';
+import type { ChatMessage } from '../types';
+import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString, stopStrings } from '../validate';
+import type {
+  BackendKind,
+  HealthStatus,
+  LlmBackend,
+  LlmCallParams,
+  LlmChatOptions,
+  LlmEmbedOptions,
+  LlmFinishReason,
+  LlmResult,
+  LlmSamplingDefaults,
+  LlmStream,
+  LlmTimings,
+} from './llm-backend';
+import type { ResponseCache, ResponseCacheKey } from './response-cache';
+
+const MAX_UINT32 = 4294967295;
+export const DEFAULT_MAX_TOKENS = 100;
+export const DEFAULT_TEMPERATURE = 0.7;
+
+/** Options every backend accepts. */
+export interface BackendCommonOptions {
+  /** Sampling defaults for calls that do not set them. Default: maxTokens 100, temperature 0.7. */
+  defaults?: LlmSamplingDefaults;
+  /** Response cache; off when absent. */
+  cache?: ResponseCache;
+  /** Default: warnings to stderr. */
+  logger?: Logger;
+}
+
+/** Sampling parameters after defaults and validation. */
+export interface Sampling {
+  maxTokens: number;
+  temperature: number;
+  topP?: number;
+  topK?: number;
+  stop?: string[];
+  seed?: number;
+}
+
+/** A prompt or a conversation. */
+export type GenerationInput = { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
+
+/** What a backend's engine is asked to do. */
+export type GenerationRequest = GenerationInput & { sampling: Sampling; signal: AbortSignal };
+
+/** What a backend's engine returns; the base class adds the backend kind, caching and the wall-clock time. */
+export interface EngineResult {
+  content: string;
+  model?: string;
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: LlmFinishReason;
+  timings?: Omit<LlmTimings, 'totalMs'>;
+}
+
+/** A checked request and the caller's signal. */
+type Prepared = { input: GenerationInput; sampling: Sampling; signal: AbortSignal | undefined };
+
+export function checkMessages(messages: unknown): ChatMessage[] {
+  if (!Array.isArray(messages)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'messages must be an array of { role, content }');
+  messages.forEach((m, i) => {
+    if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `messages[${i}] must be { role: string, content: string }`);
+    }
+  });
+  return messages.map((m: ChatMessage) => ({ role: m.role, content: m.content }));
+}
+
+function checkDefaults(defaults: LlmSamplingDefaults | undefined): Required<Omit<LlmSamplingDefaults, 'topP'>> & { topP?: number } {
+  const d = requireObject(defaults, 'defaults');
+  return {
+    maxTokens: optionalInt(d.maxTokens, 'defaults.maxTokens', 1, 2 ** 31 - 1) ?? DEFAULT_MAX_TOKENS,
+    temperature: optionalNumber(d.temperature, 'defaults.temperature', 0, 100) ?? DEFAULT_TEMPERATURE,
+    topP: optionalNumber(d.topP, 'defaults.topP', 0, 1),
+  };
+}
+
+/**
+ * What the three backends share: argument checks and defaults, the response cache, wall-clock timings, the
+ * streamed forms (callback and AsyncIterable), abort and dispose bookkeeping. A backend supplies `generate`,
+ * `embedTexts`, `healthCheck` and `release`.
+ */
+export abstract class BaseLlmBackend implements LlmBackend {
+  abstract readonly kind: BackendKind;
+  abstract readonly model: string;
+  protected readonly logger: Logger;
+  readonly #defaults: ReturnType<typeof checkDefaults>;
+  readonly #cache: ResponseCache | undefined;
+  #disposing: Promise<void> | undefined;
+
+  protected constructor(options: BackendCommonOptions) {
+    this.logger = options.logger ?? defaultLogger;
+    this.#defaults = checkDefaults(options.defaults);
+    this.#cache = options.cache;
+  }
+
+  /** Runs one generation. `onChunk`, when given, must receive the text as it is produced. */
+  protected abstract generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult>;
+
+  /** Embeds texts (at least one) into unit-length vectors. */
+  protected abstract embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]>;
+
+  /** Frees what the backend holds; called once by dispose(). */
+  protected abstract release(): Promise<void>;
+
+  abstract healthCheck(): Promise<HealthStatus>;
+
+  /** What identifies the model in cache keys (a local backend uses the file's absolute path). */
+  protected cacheIdentity(): string {
+    return this.model;
+  }
+
+  get disposed(): boolean {
+    return this.#disposing !== undefined;
+  }
+
+  call(params: LlmCallParams): Promise<LlmResult> {
+    return this.#run(() => this.#promptRequest(params), undefined);
+  }
+
+  chat(messages: ChatMessage[], options: LlmChatOptions = {}): Promise<LlmResult> {
+    return this.#run(() => this.#chatRequest(messages, options), undefined);
+  }
+
+  stream(params: LlmCallParams, onChunk?: (chunk: string) => void): LlmStream {
+    return this.#stream(() => this.#promptRequest(params), onChunk);
+  }
+
+  streamChat(messages: ChatMessage[], onChunk?: (chunk: string) => void, options: LlmChatOptions = {}): LlmStream {
+    return this.#stream(() => this.#chatRequest(messages, options), onChunk);
+  }
+
+  embed(text: string, options?: LlmEmbedOptions): Promise<Float32Array>;
+  embed(texts: string[], options?: LlmEmbedOptions): Promise<Float32Array[]>;
+  async embed(input: string | string[], options: LlmEmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
+    this.checkOpen();
+    const texts = Array.isArray(input) ? input : [input];
+    texts.forEach((t, i) => requireString(t, Array.isArray(input) ? `texts[${i}]` : 'text'));
+    const signal = optionalSignal(requireObject(options, 'options').signal);
+    if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'embedding aborted before it started');
+    if (texts.length === 0) return [];
+    const vectors = await this.embedTexts(texts, signal);
+    return Array.isArray(input) ? vectors : vectors[0];
+  }
+
+  dispose(): Promise<void> {
+    this.#disposing ??= this.release();
+    return this.#disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  protected checkOpen(): void {
+    if (this.#disposing) throw new LlamaError('ERR_DISPOSED', `the ${this.kind} backend has been disposed`);
+  }
+
+  #sampling(options: Record<string, unknown>): { sampling: Sampling; signal: AbortSignal | undefined } {
+    return {
+      sampling: {
+        maxTokens: optionalInt(options.maxTokens, 'maxTokens', 1, 2 ** 31 - 1) ?? this.#defaults.maxTokens,
+        temperature: optionalNumber(options.temperature, 'temperature', 0, 100) ?? this.#defaults.temperature,
+        topP: optionalNumber(options.topP, 'topP', 0, 1) ?? this.#defaults.topP,
+        topK: optionalInt(options.topK, 'topK', 0, 2 ** 31 - 1),
+        stop: stopStrings(options.stop),
+        seed: optionalInt(options.seed, 'seed', 0, MAX_UINT32),
+      },
+      signal: optionalSignal(options.signal),
+    };
+  }
+
+  #promptRequest(params: LlmCallParams): Prepared {
+    const p = requireObject(params, 'params');
+    const prompt = requireString(p.prompt, 'prompt');
+    return { input: { kind: 'prompt', prompt }, ...this.#sampling(p) };
+  }
+
+  #chatRequest(messages: ChatMessage[], options: LlmChatOptions): Prepared {
+    const checked = checkMessages(messages);
+    return { input: { kind: 'chat', messages: checked }, ...this.#sampling(requireObject(options, 'options')) };
+  }
+
+  #stream(prepare: () => Prepared, onChunk: ((chunk: string) => void) | undefined): LlmStream {
+    optionalFunction(onChunk, 'onChunk');
+    const stream = chunkStream<LlmResult>((push, stop) =>
+      this.#run(prepare, (chunk) => {
+        onChunk?.(chunk);
+        push(chunk);
+      }, stop),
+    );
+    return {
+      result: stream.result,
+      [Symbol.asyncIterator]: () => stream[Symbol.asyncIterator](),
+      then: (onFulfilled, onRejected) => stream.result.then(onFulfilled, onRejected),
+    };
+  }
+
+  async #run(
+    prepare: () => Prepared,
+    onChunk: ((chunk: string) => void) | undefined,
+    stop?: AbortSignal,
+  ): Promise<LlmResult> {
+    this.checkOpen();
+    const { input, sampling, signal } = prepare();
+    if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the call was aborted before it started');
+    const started = performance.now();
+
+    const key = this.#cache ? this.#cacheKey(input, sampling) : undefined;
+    if (key) {
+      const hit = await this.#cache!.get(key);
+      if (hit) {
+        if (hit.content) onChunk?.(hit.content);
+        return { ...hit, backend: this.kind, cached: true, timings: { totalMs: performance.now() - started } };
+      }
+    }
+
+    // One signal for the engine: the caller's, early exit from a `for await` loop, or a throwing onChunk.
+    const internal = new AbortController();
+    const signals = [internal.signal, ...(signal ? [signal] : []), ...(stop ? [stop] : [])];
+    let callbackError: unknown;
+    let firstChunkMs: number | undefined;
+    const sink = onChunk
+      ? (chunk: string) => {
+          if (callbackError !== undefined || chunk.length === 0) return;
+          firstChunkMs ??= performance.now() - started;
+          try {
+            onChunk(chunk);
+          } catch (error) {
+            callbackError = error;
+            internal.abort();
+          }
+        }
+      : undefined;
+
+    const engine = await this.generate({ ...input, sampling, signal: AbortSignal.any(signals) }, sink);
+    if (callbackError !== undefined) throw callbackError;
+    const result: LlmResult = {
+      content: engine.content,
+      model: engine.model ?? this.model,
+      backend: this.kind,
+      tokensUsed: engine.promptTokens + engine.completionTokens,
+      promptTokens: engine.promptTokens,
+      completionTokens: engine.completionTokens,
+      finishReason: engine.finishReason,
+      cached: false,
+      timings: { totalMs: performance.now() - started },
+    };
+    // The engine's own timings when it has them; the first chunk's arrival as seen here otherwise.
+    for (const [name, value] of Object.entries({ firstTokenMs: firstChunkMs, ...engine.timings })) {
+      if (value !== undefined) result.timings[name as keyof LlmTimings] = value;
+    }
+    if (key && result.finishReason !== 'abort') {
+      await this.#cache!.set(key, result).catch((error: unknown) => {
+        this.logger.warn(`could not write the response cache in ${this.#cache!.dir}: ${(error as Error).message}`);
+      });
+    }
+    return result;
+  }
+
+  #cacheKey(input: GenerationInput, sampling: Sampling): ResponseCacheKey {
+    return {
+      backend: this.kind,
+      model: this.cacheIdentity(),
+      ...(input.kind === 'prompt' ? { prompt: input.prompt } : { messages: input.messages }),
+      ...sampling,
+    };
+  }
+}

@@ -1,0 +1,179 @@
+import { availableParallelism } from 'node:os';
+import { basename, resolve } from 'node:path';
+
+import { getModelInfo, type ModelAutoConfig } from '../config/model-info';
+import { LlamaError, toLlamaError } from '../errors';
+import { loadModel, type LlamaModel } from '../model';
+import { optionalBool, optionalInt, optionalNumber, requireObject, requireString } from '../validate';
+import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest } from './base-backend';
+import type { HealthStatus } from './llm-backend';
+
+export interface LocalLlmBackendOptions extends BackendCommonOptions {
+  /** The GGUF file. */
+  modelPath: string;
+  /**
+   * Context size (`n_ctx`). Default: chosen by {@link getModelInfo} (family size, at most the trained length,
+   * lowered to fit free memory). An explicit value always wins, with a warning above the trained length.
+   */
+  contextSize?: number;
+  /** CPU threads. Default: every core. */
+  threads?: number;
+  /** Layers to offload to a GPU build (-1: all). Default 0. */
+  gpuLayers?: number;
+  /**
+   * Chat template for chat(): a llama.cpp built-in name (`builtinChatTemplates()`) or a Jinja string. Default:
+   * the model's own template, else its family's (phi3, gemma, chatml).
+   */
+  chatFormat?: string;
+  /**
+   * Create the embedding context together with the model, so the first embed() is not slower than the next.
+   * Default false: the embedding context is created by the first embed().
+   */
+  embedding?: boolean;
+  /** Memory, in bytes, the auto-configured context must fit in. Default: `os.freemem()`. */
+  freeMemory?: number;
+}
+
+/**
+ * An {@link LlmBackend} over a GGUF model loaded in-process. The model loads on first use (or `load()`), once:
+ * concurrent callers share the same load. Calls run one at a time on the model, in call order.
+ */
+export class LocalLlmBackend extends BaseLlmBackend {
+  readonly kind = 'local' as const;
+  /** The model file's name. */
+  readonly model: string;
+  /** Absolute path of the model file. */
+  readonly modelPath: string;
+  readonly #options: { contextSize?: number; threads: number; gpuLayers: number; chatFormat?: string; embedding: boolean; freeMemory?: number };
+  #loading: Promise<LlamaModel> | undefined;
+  #config: ModelAutoConfig | undefined;
+  #loadCount = 0;
+
+  constructor(options: LocalLlmBackendOptions) {
+    const opts = requireObject(options, 'options') as unknown as LocalLlmBackendOptions;
+    super(opts);
+    this.modelPath = resolve(requireString(opts.modelPath, 'modelPath'));
+    this.model = basename(this.modelPath);
+    const chatFormat = opts.chatFormat === undefined ? undefined : requireString(opts.chatFormat, 'chatFormat');
+    this.#options = {
+      contextSize: optionalInt(opts.contextSize, 'contextSize', 1, 2 ** 24),
+      threads: optionalInt(opts.threads, 'threads', 1, 1024) ?? availableParallelism(),
+      gpuLayers: optionalInt(opts.gpuLayers, 'gpuLayers', -1, 100000) ?? 0,
+      chatFormat,
+      embedding: optionalBool(opts.embedding, 'embedding') ?? false,
+      freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
+    };
+  }
+
+  /** The auto-configuration the model was loaded with (undefined before the load). */
+  get config(): ModelAutoConfig | undefined {
+    return this.#config;
+  }
+
+  /** Whether the model has been loaded. */
+  get loaded(): boolean {
+    return this.#config !== undefined && this.#loading !== undefined;
+  }
+
+  /** How many times a load was started (a failed load is retried by the next call). */
+  get loadCount(): number {
+    return this.#loadCount;
+  }
+
+  /** Loads the model now instead of on first use. Concurrent and later callers get the same model. */
+  load(): Promise<LlamaModel> {
+    this.checkOpen();
+    this.#loading ??= this.#load().catch((error: unknown) => {
+      this.#loading = undefined;
+      throw error;
+    });
+    return this.#loading;
+  }
+
+  async #load(): Promise<LlamaModel> {
+    this.#loadCount++;
+    const started = performance.now();
+    const config = await getModelInfo(this.modelPath, {
+      contextSize: this.#options.contextSize,
+      freeMemory: this.#options.freeMemory,
+      logger: this.logger,
+    });
+    this.logger.info(`loading ${this.modelPath} (${config.family}, context ${config.contextSize}, ${this.#options.threads} threads)`);
+    const model = await loadModel(this.modelPath, {
+      contextSize: config.contextSize,
+      threads: this.#options.threads,
+      gpuLayers: this.#options.gpuLayers,
+    });
+    try {
+      if (this.disposed) throw new LlamaError('ERR_DISPOSED', 'the local backend was disposed while its model loaded');
+      // LlamaModel creates its embedding context on the first embed(); embedding one word creates it now.
+      if (this.#options.embedding) await model.embed('warm-up');
+    } catch (error) {
+      await model.dispose();
+      throw error;
+    }
+    this.#config = config;
+    this.logger.info(`loaded ${this.model} in ${Math.round(performance.now() - started)} ms`);
+    return model;
+  }
+
+  protected override cacheIdentity(): string {
+    return this.modelPath;
+  }
+
+  protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
+    const model = await this.load();
+    const prompt = request.kind === 'prompt' ? request.prompt : this.#render(model, request.messages);
+    const { maxTokens, temperature, topP, topK, stop, seed } = request.sampling;
+    const r = await model.complete(prompt, { maxTokens, temperature, topP, topK, stop, seed, signal: request.signal, onChunk });
+    return {
+      content: r.text,
+      promptTokens: r.promptTokens,
+      completionTokens: r.completionTokens,
+      finishReason: r.finishReason,
+      timings: {
+        promptMs: r.timings.promptMs,
+        generationMs: r.timings.generationMs,
+        firstTokenMs: r.timings.firstTokenMs,
+        tokensPerSecond: r.timings.tokensPerSecond,
+      },
+    };
+  }
+
+  #render(model: LlamaModel, messages: { role: string; content: string }[]): string {
+    const config = this.#config!;
+    const template = this.#options.chatFormat ?? (config.chatFormat === 'gguf' ? undefined : config.chatFormat);
+    return model.applyChatTemplate(messages, { template });
+  }
+
+  protected async embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
+    const model = await this.load();
+    return model.embed(texts, { signal });
+  }
+
+  async healthCheck(): Promise<HealthStatus> {
+    const started = performance.now();
+    const status = (ok: boolean, detail: string): HealthStatus => ({
+      ok,
+      backend: this.kind,
+      model: this.model,
+      detail,
+      latencyMs: performance.now() - started,
+    });
+    try {
+      const model = await this.load();
+      model.tokenize('ok');
+      return status(true, `${this.model} loaded, context ${model.contextSize} tokens`);
+    } catch (error) {
+      const e = toLlamaError(error);
+      return status(false, `${e.code}: ${e.message}`);
+    }
+  }
+
+  protected async release(): Promise<void> {
+    const loading = this.#loading;
+    if (!loading) return;
+    const model = await loading.catch(() => undefined);
+    await model?.dispose();
+  }
+}

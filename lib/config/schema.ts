@@ -1,0 +1,300 @@
+import { LlamaError } from '../errors';
+import type { BackendKind } from '../backends/llm-backend';
+
+/** Explicit settings (camelCase). Every field is optional; see {@link SETTING_KEYS} for defaults. */
+export interface LlmSettingsInput {
+  /** `llm.backend`, `LLM_BACKEND`. Default 'local'. */
+  backend?: BackendKind;
+  /** `llm.model_path` (`~` and `$VARS` expanded): a GGUF file, or a folder holding one of the default models. */
+  modelPath?: string;
+  /** `llm.n_ctx`. Default: auto-configured from the model (see getModelInfo). */
+  contextSize?: number;
+  /** `llm.n_threads`. Default: every core. */
+  threads?: number;
+  /** `llm.n_gpu_layers`. Default 0. */
+  gpuLayers?: number;
+  /** `llm.chat_format`: a llama.cpp built-in template name or a Jinja string. Default: the model's own. */
+  chatFormat?: string;
+  /** `llm.embedding`: create the embedding context with the model. Default false (on first embed()). */
+  embedding?: boolean;
+  /** `llm.temperature`, `LLM_TEMPERATURE`. Default 0.7. */
+  temperature?: number;
+  /** `llm.max_tokens`, `LLM_MAX_TOKENS`. Default 100. */
+  maxTokens?: number;
+  /** `llm.top_p`, `LLM_TOP_P`. Default: the engine's own. */
+  topP?: number;
+  /** `llm.enable_cache`, `LLM_ENABLE_CACHE`. Default false. */
+  enableCache?: boolean;
+  /** `llm.cache_dir`, `LLM_CACHE_DIR`. Default `~/.cache/tea/responses`. */
+  cacheDir?: string;
+  api?: {
+    /** `llm.api.base_url`, `LLM_API_BASE`. No default: without it there is no API backend. */
+    baseUrl?: string;
+    /** `llm.api.api_key`, `LLM_API_KEY`. Default: none. */
+    apiKey?: string;
+    /** `llm.api.model`, `LLM_MODEL`. Default: none (the server's own). */
+    model?: string;
+    /** `llm.api.timeout`, `LLM_TIMEOUT`, in seconds. Default 60. */
+    timeout?: number;
+  };
+}
+
+/** Where a setting's value came from. */
+export type SettingSource = 'explicit' | 'env' | 'yaml' | 'default';
+
+/** Fully resolved settings: what {@link createLlmBackend} builds a backend from. */
+export interface LlmSettings {
+  backend: BackendKind;
+  modelPath?: string;
+  contextSize?: number;
+  threads: number;
+  gpuLayers: number;
+  chatFormat?: string;
+  embedding: boolean;
+  temperature: number;
+  maxTokens: number;
+  topP?: number;
+  enableCache: boolean;
+  cacheDir: string;
+  api: { baseUrl?: string; apiKey?: string; model?: string; timeout: number };
+  /** Where each value came from, by option path ('backend', 'api.baseUrl', ...). */
+  sources: Record<string, SettingSource>;
+}
+
+type Kind =
+  | { type: 'enum'; values: readonly string[] }
+  | { type: 'int'; min: number; max: number }
+  | { type: 'number'; min: number; max: number; exclusiveMin?: boolean }
+  | { type: 'bool' }
+  | { type: 'string' }
+  | { type: 'url' };
+
+export interface SettingKey {
+  /** Path in explicit options, e.g. 'api.baseUrl'. */
+  option: string;
+  /** Path in the YAML `llm` block, e.g. 'api.base_url'. */
+  yaml: string;
+  /** Environment variable, if any. */
+  env?: string;
+  kind: Kind;
+  /** Never echo the value (API keys). */
+  secret?: boolean;
+}
+
+/** Every setting, its YAML key, its environment variable and its type. */
+export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
+  { option: 'backend', yaml: 'backend', env: 'LLM_BACKEND', kind: { type: 'enum', values: ['local', 'api', 'mock'] } },
+  { option: 'modelPath', yaml: 'model_path', kind: { type: 'string' } },
+  { option: 'contextSize', yaml: 'n_ctx', kind: { type: 'int', min: 1, max: 2 ** 24 } },
+  { option: 'threads', yaml: 'n_threads', kind: { type: 'int', min: 1, max: 1024 } },
+  { option: 'gpuLayers', yaml: 'n_gpu_layers', kind: { type: 'int', min: -1, max: 100000 } },
+  { option: 'chatFormat', yaml: 'chat_format', kind: { type: 'string' } },
+  { option: 'embedding', yaml: 'embedding', kind: { type: 'bool' } },
+  { option: 'temperature', yaml: 'temperature', env: 'LLM_TEMPERATURE', kind: { type: 'number', min: 0, max: 100 } },
+  { option: 'maxTokens', yaml: 'max_tokens', env: 'LLM_MAX_TOKENS', kind: { type: 'int', min: 1, max: 2 ** 31 - 1 } },
+  { option: 'topP', yaml: 'top_p', env: 'LLM_TOP_P', kind: { type: 'number', min: 0, max: 1 } },
+  { option: 'enableCache', yaml: 'enable_cache', env: 'LLM_ENABLE_CACHE', kind: { type: 'bool' } },
+  { option: 'cacheDir', yaml: 'cache_dir', env: 'LLM_CACHE_DIR', kind: { type: 'string' } },
+  { option: 'api.baseUrl', yaml: 'api.base_url', env: 'LLM_API_BASE', kind: { type: 'url' } },
+  { option: 'api.apiKey', yaml: 'api.api_key', env: 'LLM_API_KEY', kind: { type: 'string' }, secret: true },
+  { option: 'api.model', yaml: 'api.model', env: 'LLM_MODEL', kind: { type: 'string' } },
+  { option: 'api.timeout', yaml: 'api.timeout', env: 'LLM_TIMEOUT', kind: { type: 'number', min: 0, max: 2 ** 31 / 1000, exclusiveMin: true } },
+] satisfies SettingKey[]);
+
+/** One problem in a settings source. */
+export interface SettingsIssue {
+  /** Where: `llm.n_ctx` (YAML), `LLM_TEMPERATURE` (environment), `options.contextSize` (explicit). */
+  path: string;
+  expected: string;
+  found: string;
+  /** A likely intended key, for an unknown one. */
+  suggestion?: string;
+}
+
+/** ERR_SETTINGS_INVALID, with every problem found (a bad source never yields a half-configured backend). */
+export class SettingsError extends LlamaError {
+  readonly issues: SettingsIssue[];
+
+  constructor(where: string, issues: SettingsIssue[]) {
+    const lines = issues.map(
+      (i) => `  ${i.path}: expected ${i.expected}, found ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}`,
+    );
+    super('ERR_SETTINGS_INVALID', `invalid settings in ${where}:\n${lines.join('\n')}`);
+    this.name = 'SettingsError';
+    this.issues = issues;
+  }
+}
+
+export function expectedText(kind: Kind): string {
+  switch (kind.type) {
+    case 'enum':
+      return `one of ${kind.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'int':
+      return `an integer from ${kind.min} to ${kind.max}`;
+    case 'number':
+      return kind.exclusiveMin ? `a number above ${kind.min}` : `a number from ${kind.min} to ${kind.max}`;
+    case 'bool':
+      return 'true or false';
+    case 'string':
+      return 'a non-empty string';
+    case 'url':
+      return 'an http:// or https:// URL';
+  }
+}
+
+/** Describes a found value for a message; secrets are described by type only. */
+export function describeValue(value: unknown, secret = false): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'an empty value (null)';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (secret) return typeof value === 'string' ? `a string of ${value.length} characters` : `a ${typeof value}`;
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  return `${String(value)} (${typeof value})`;
+}
+
+/** Checks a typed value (YAML or explicit); returns the value or undefined after recording an issue. */
+export function checkValue(key: SettingKey, value: unknown, path: string, issues: SettingsIssue[]): unknown {
+  const kind = key.kind;
+  const bad = () => {
+    issues.push({ path, expected: expectedText(kind), found: describeValue(value, key.secret) });
+    return undefined;
+  };
+  switch (kind.type) {
+    case 'enum':
+      return typeof value === 'string' && kind.values.includes(value) ? value : bad();
+    case 'int':
+      return typeof value === 'number' && Number.isInteger(value) && value >= kind.min && value <= kind.max ? value : bad();
+    case 'number':
+      return typeof value === 'number' &&
+        Number.isFinite(value) &&
+        (kind.exclusiveMin ? value > kind.min : value >= kind.min) &&
+        value <= kind.max
+        ? value
+        : bad();
+    case 'bool':
+      return typeof value === 'boolean' ? value : bad();
+    case 'string':
+      return typeof value === 'string' && value.trim().length > 0 ? value : bad();
+    case 'url': {
+      if (typeof value !== 'string') return bad();
+      try {
+        const u = new URL(value);
+        return u.protocol === 'http:' || u.protocol === 'https:' ? value.replace(/\/+$/, '') : bad();
+      } catch {
+        return bad();
+      }
+    }
+  }
+}
+
+/** Parses an environment variable's text into the key's type; undefined (and an issue) when it does not parse. */
+export function parseEnvValue(key: SettingKey, text: string, issues: SettingsIssue[]): unknown {
+  const path = `${key.env} (environment)`;
+  const kind = key.kind;
+  if (kind.type === 'int' || kind.type === 'number') {
+    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) ? Number(text) : Number.NaN;
+    return checkValue(key, n, path, issues) === undefined ? undefined : n;
+  }
+  if (kind.type === 'bool') {
+    const word = text.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(word)) return true;
+    if (['0', 'false', 'no', 'off'].includes(word)) return false;
+    issues.push({ path, expected: 'one of 1, 0, true, false, yes, no, on, off', found: describeValue(text) });
+    return undefined;
+  }
+  return checkValue(key, kind.type === 'enum' ? text.trim().toLowerCase() : text, path, issues);
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known key closest to `unknown` (same letters in another case or separator style, or a small typo), if any. */
+export function suggestKey(unknown: string, known: readonly string[]): string | undefined {
+  const squash = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
+  const same = known.find((k) => squash(k) === squash(unknown));
+  if (same) return same;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = levenshtein(squash(unknown), squash(k));
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(unknown.length / 3)) ? best : undefined;
+}
+
+/**
+ * Validates a nested settings object whose keys are `pick(key)` paths (YAML snake_case or option camelCase).
+ * Returns the values by option path; records unknown keys (with suggestions) and bad values.
+ */
+export function checkTree(
+  tree: unknown,
+  pick: (key: SettingKey) => string,
+  prefix: string,
+  issues: SettingsIssue[],
+): Map<string, unknown> {
+  const values = new Map<string, unknown>();
+  const walk = (node: unknown, path: string[]) => {
+    const where = [prefix, ...path].filter(Boolean).join('.');
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+      issues.push({ path: where, expected: 'a mapping of settings', found: describeValue(node) });
+      return;
+    }
+    const here = SETTING_KEYS.filter((k) => pick(k).split('.').slice(0, -1).join('.') === path.join('.'));
+    const groups = new Set(
+      SETTING_KEYS.map((k) => pick(k).split('.'))
+        .filter((parts) => parts.length > path.length + 1 && parts.slice(0, path.length).join('.') === path.join('.'))
+        .map((parts) => parts[path.length]),
+    );
+    const names = [...here.map((k) => pick(k).split('.').at(-1)!), ...groups];
+    for (const [name, value] of Object.entries(node as Record<string, unknown>)) {
+      if (groups.has(name)) {
+        if (value !== undefined && value !== null) walk(value, [...path, name]);
+        continue;
+      }
+      const key = here.find((k) => pick(k).split('.').at(-1) === name);
+      const keyPath = [where, name].filter(Boolean).join('.');
+      if (!key) {
+        issues.push({
+          path: keyPath,
+          expected: `one of the known keys (${names.join(', ')})`,
+          found: 'an unknown key',
+          suggestion: suggestKey(name, names),
+        });
+        continue;
+      }
+      // An empty YAML value (`n_ctx:`) means "not set", as does undefined in explicit options.
+      if (value === undefined || value === null) continue;
+      const checked = checkValue(key, value, keyPath, issues);
+      if (checked !== undefined) values.set(key.option, checked);
+    }
+  };
+  walk(tree, []);
+  return values;
+}
+
+/** Turns values by option path ('api.baseUrl') into a nested settings object. */
+export function toInput(values: Map<string, unknown>): LlmSettingsInput {
+  const out: Record<string, unknown> = {};
+  for (const [path, value] of values) {
+    const parts = path.split('.');
+    let node = out;
+    for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+    node[parts.at(-1)!] = value;
+  }
+  return out as LlmSettingsInput;
+}

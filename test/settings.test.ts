@@ -1,0 +1,270 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { LlamaError, parseSettingsYaml, resolveSettings, settingsFromEnv, SettingsError, SETTING_KEYS } from '../lib';
+import { repoRoot } from './support/models';
+
+const dir = mkdtempSync(join(tmpdir(), 'tea-settings-'));
+const home = join(dir, 'home');
+
+async function problem(work: Promise<unknown> | (() => unknown)): Promise<SettingsError> {
+  try {
+    await (typeof work === 'function' ? work() : work);
+  } catch (error) {
+    expect(error).toBeInstanceOf(SettingsError);
+    expect(error).toBeInstanceOf(LlamaError);
+    expect((error as LlamaError).code).toBe('ERR_SETTINGS_INVALID');
+    return error as SettingsError;
+  }
+  throw new Error('expected a SettingsError');
+}
+
+const FULL = `
+# Other parts of the application's settings: not ours, never read.
+app:
+  name: tea
+  whatever: [1, 2, 3]
+  model_path: 42
+llm:
+  backend: local
+  model_path: ~/models/phi.gguf
+  n_ctx: 8192
+  n_threads: 3
+  n_gpu_layers: -1
+  chat_format: chatml
+  embedding: true
+  temperature: 0.2
+  max_tokens: 256
+  top_p: 0.9
+  enable_cache: true
+  cache_dir: $CACHE_ROOT/responses
+  api:
+    base_url: http://127.0.0.1:8080/v1/
+    api_key: sk-from-yaml
+    model: phi-4-mini
+    timeout: 12.5
+ui:
+  theme: dark
+`;
+
+describe('settings', () => {
+  it('reads a valid file: only the llm block, paths expanded, every key mapped', async () => {
+    const file = join(dir, 'settings.yaml');
+    writeFileSync(file, FULL);
+    const s = await resolveSettings({ file, env: { CACHE_ROOT: '/var/cache/tea' }, homeDir: home });
+    expect(s).toEqual({
+      backend: 'local',
+      modelPath: join(home, 'models', 'phi.gguf'),
+      contextSize: 8192,
+      threads: 3,
+      gpuLayers: -1,
+      chatFormat: 'chatml',
+      embedding: true,
+      temperature: 0.2,
+      maxTokens: 256,
+      topP: 0.9,
+      enableCache: true,
+      cacheDir: '/var/cache/tea/responses',
+      api: { baseUrl: 'http://127.0.0.1:8080/v1', apiKey: 'sk-from-yaml', model: 'phi-4-mini', timeout: 12.5 },
+      sources: expect.any(Object),
+    });
+    expect(Object.values(s.sources).every((source) => source === 'yaml')).toBe(true);
+    expect(Object.keys(s.sources).sort()).toEqual(SETTING_KEYS.map((k) => k.option).sort());
+  });
+
+  it('has defaults for everything, and an empty file or llm block is valid', async () => {
+    for (const yaml of ['', 'other: 1\n', 'llm:\n', 'llm: {}\n']) {
+      const s = await resolveSettings({ yaml, env: {}, homeDir: home });
+      expect(s, JSON.stringify(yaml)).toMatchObject({
+        backend: 'local',
+        threads: availableParallelism(),
+        gpuLayers: 0,
+        embedding: false,
+        temperature: 0.7,
+        maxTokens: 100,
+        enableCache: false,
+        cacheDir: join(home, '.cache', 'tea', 'responses'),
+        api: { timeout: 60 },
+      });
+      expect(s.modelPath).toBeUndefined();
+      expect(s.contextSize).toBeUndefined();
+      expect(s.api.baseUrl).toBeUndefined();
+      expect(Object.values(s.sources).every((source) => source === 'default')).toBe(true);
+    }
+  });
+
+  it('rejects each invalid value with its key path, what was expected and what was found', async () => {
+    const cases: Array<[string, string, RegExp, RegExp]> = [
+      ['backend: remote', 'llm.backend', /one of "local", "api", "mock"/, /"remote"/],
+      ['n_ctx: big', 'llm.n_ctx', /an integer from 1 to 16777216/, /"big"/],
+      ['n_ctx: 0', 'llm.n_ctx', /an integer from 1/, /0 \(number\)/],
+      ['n_ctx: 1.5', 'llm.n_ctx', /an integer/, /1.5/],
+      ['n_ctx: "4096"', 'llm.n_ctx', /an integer/, /"4096"/],
+      ['n_threads: 0', 'llm.n_threads', /an integer from 1 to 1024/, /0/],
+      ['n_gpu_layers: -2', 'llm.n_gpu_layers', /an integer from -1/, /-2/],
+      ['embedding: maybe', 'llm.embedding', /true or false/, /"maybe"/],
+      ['temperature: -0.1', 'llm.temperature', /a number from 0 to 100/, /-0.1/],
+      ['top_p: 2', 'llm.top_p', /a number from 0 to 1/, /2/],
+      ['max_tokens: 0', 'llm.max_tokens', /an integer from 1/, /0/],
+      ['enable_cache: 1', 'llm.enable_cache', /true or false/, /1 \(number\)/],
+      ['cache_dir: ""', 'llm.cache_dir', /a non-empty string/, /""/],
+      ['model_path: [a, b]', 'llm.model_path', /a non-empty string/, /a list/],
+      ['chat_format: 7', 'llm.chat_format', /a non-empty string/, /7/],
+      ['api: { base_url: "ftp://host" }', 'llm.api.base_url', /an http:\/\/ or https:\/\/ URL/, /"ftp:\/\/host"/],
+      ['api: { base_url: "localhost:8080" }', 'llm.api.base_url', /URL/, /"localhost:8080"/],
+      ['api: { timeout: 0 }', 'llm.api.timeout', /a number above 0/, /0/],
+      ['api: { model: { name: x } }', 'llm.api.model', /a non-empty string/, /a mapping/],
+      ['api: just-a-string', 'llm.api', /a mapping of settings/, /"just-a-string"/],
+    ];
+    for (const [line, path, expected, found] of cases) {
+      const error = await problem(resolveSettings({ yaml: `llm:\n  ${line}\n`, env: {}, homeDir: home }));
+      expect(error.issues, line).toHaveLength(1);
+      expect(error.issues[0].path, line).toBe(path);
+      expect(error.issues[0].expected, line).toMatch(expected);
+      expect(error.issues[0].found, line).toMatch(found);
+      expect(error.message, line).toContain(`${path}: expected ${error.issues[0].expected}, found ${error.issues[0].found}`);
+    }
+    const notAMapping = await problem(resolveSettings({ yaml: 'llm: [1, 2]', env: {} }));
+    expect(notAMapping.issues[0]).toMatchObject({ path: 'llm', found: 'a list' });
+  });
+
+  it('never echoes an API key in a validation message', async () => {
+    const error = await problem(resolveSettings({ yaml: 'llm:\n  api:\n    api_key: [sk-secret-123]\n', env: {} }));
+    expect(error.issues[0]).toMatchObject({ path: 'llm.api.api_key', found: 'a list' });
+    const keyError = await problem(() => parseSettingsYaml('llm: { api: { api_key: 12345678 } }'));
+    expect(keyError.message).not.toContain('12345678');
+    expect(keyError.issues[0].found).toBe('a number');
+  });
+
+  it('reports an unknown key with the key it probably meant', async () => {
+    const yaml = `llm:
+  n_cxt: 2048
+  modelPath: /m.gguf
+  temprature: 0.1
+  enable-cache: true
+  api:
+    base_ur: http://x
+    apikey: k
+  frobnicate: true
+`;
+    const error = await problem(resolveSettings({ yaml, env: {} }));
+    expect(error.issues.map((i) => [i.path, i.suggestion])).toEqual([
+      ['llm.n_cxt', 'n_ctx'],
+      ['llm.modelPath', 'model_path'],
+      ['llm.temprature', 'temperature'],
+      ['llm.enable-cache', 'enable_cache'],
+      ['llm.api.base_ur', 'base_url'],
+      ['llm.api.apikey', 'api_key'],
+      ['llm.frobnicate', undefined],
+    ]);
+    expect(error.message).toContain('llm.n_cxt: expected one of the known keys');
+    expect(error.message).toContain('found an unknown key; did you mean "n_ctx"?');
+    // Explicit options are checked the same way, with their camelCase names.
+    const explicit = await problem(resolveSettings({ settings: { contextsize: 10, api: { baseURL: 'http://x' } } as never, env: {} }));
+    expect(explicit.issues.map((i) => [i.path, i.suggestion])).toEqual([
+      ['options.contextsize', 'contextSize'],
+      ['options.api.baseURL', 'baseUrl'],
+    ]);
+  });
+
+  it('reports YAML syntax errors with their line, and an unreadable file', async () => {
+    const syntax = await problem(resolveSettings({ yaml: 'llm:\n  n_ctx: 1\n  n_ctx: 2\n', env: {} }));
+    expect(syntax.issues[0].path).toMatch(/^line 3/);
+    const broken = await problem(resolveSettings({ yaml: 'llm:\n  api: {base_url: "x"\n', env: {} }));
+    expect(broken.issues[0].expected).toBe('valid YAML');
+    const missing = await problem(resolveSettings({ file: join(dir, 'nope.yaml'), env: {} }));
+    expect(missing.message).toContain('nope.yaml');
+    expect(missing.issues[0].found).toBe('no such file');
+  });
+
+  it('reports every problem of every source at once', async () => {
+    const error = await problem(
+      resolveSettings({ yaml: 'llm:\n  n_ctx: -1\n  backend: cloud\n', env: { LLM_MAX_TOKENS: 'lots' }, settings: { topP: 5 } }),
+    );
+    expect(error.issues.map((i) => i.path)).toEqual(['llm.n_ctx', 'llm.backend', 'LLM_MAX_TOKENS (environment)', 'options.topP']);
+  });
+
+  it('reads every LLM_* variable, parsing numbers and booleans; an empty one is unset', () => {
+    const env = {
+      LLM_BACKEND: 'API',
+      LLM_MODEL: 'qwen',
+      LLM_API_KEY: 'k',
+      LLM_API_BASE: 'https://example.test/v1',
+      LLM_TEMPERATURE: '0.25',
+      LLM_MAX_TOKENS: '64',
+      LLM_TOP_P: '.5',
+      LLM_TIMEOUT: '2.5',
+      LLM_ENABLE_CACHE: 'yes',
+      LLM_CACHE_DIR: '/tmp/c',
+    };
+    expect(settingsFromEnv(env)).toEqual({
+      backend: 'api',
+      temperature: 0.25,
+      maxTokens: 64,
+      topP: 0.5,
+      enableCache: true,
+      cacheDir: '/tmp/c',
+      api: { baseUrl: 'https://example.test/v1', apiKey: 'k', model: 'qwen', timeout: 2.5 },
+    });
+    expect(settingsFromEnv({ LLM_ENABLE_CACHE: 'off', LLM_BACKEND: '' })).toEqual({ enableCache: false });
+    for (const [name, value] of [
+      ['LLM_TEMPERATURE', 'hot'],
+      ['LLM_MAX_TOKENS', '1.5'],
+      ['LLM_MAX_TOKENS', '12abc'],
+      ['LLM_TOP_P', '1.5'],
+      ['LLM_TIMEOUT', '-1'],
+      ['LLM_ENABLE_CACHE', 'sometimes'],
+      ['LLM_BACKEND', 'cloud'],
+      ['LLM_API_BASE', 'not a url'],
+    ]) {
+      let error: unknown;
+      try {
+        settingsFromEnv({ [name]: value });
+      } catch (e) {
+        error = e;
+      }
+      expect(error, `${name}=${value}`).toBeInstanceOf(SettingsError);
+      expect((error as SettingsError).issues[0].path).toBe(`${name} (environment)`);
+    }
+  });
+
+  it('precedence: explicit options > environment > YAML > defaults, key by key', async () => {
+    const yaml = 'llm:\n  temperature: 0.1\n  max_tokens: 11\n  top_p: 0.3\n  api:\n    base_url: http://yaml.test\n    model: from-yaml\n';
+    const env = { LLM_TEMPERATURE: '0.2', LLM_MAX_TOKENS: '22', LLM_API_BASE: 'http://env.test' };
+    const s = await resolveSettings({ yaml, env, settings: { temperature: 0.3, api: { baseUrl: 'http://explicit.test' } } });
+    expect(s.temperature).toBe(0.3); // explicit over env and YAML
+    expect(s.maxTokens).toBe(22); // env over YAML
+    expect(s.topP).toBe(0.3); // YAML over the default
+    expect(s.api).toMatchObject({ baseUrl: 'http://explicit.test', model: 'from-yaml', timeout: 60 });
+    expect(s.backend).toBe('local'); // default
+    expect(s.sources).toMatchObject({
+      temperature: 'explicit',
+      maxTokens: 'env',
+      topP: 'yaml',
+      backend: 'default',
+      'api.baseUrl': 'explicit',
+      'api.model': 'yaml',
+      'api.timeout': 'default',
+    });
+    // An explicit undefined is "not set", not an override.
+    expect((await resolveSettings({ yaml, env, settings: { temperature: undefined } })).temperature).toBe(0.2);
+  });
+
+  it('the README\'s YAML example is valid and means what it says', async () => {
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(readme)![1];
+    const s = await resolveSettings({ yaml, env: {}, homeDir: home });
+    expect(s).toMatchObject({
+      backend: 'local',
+      modelPath: join(home, 'models', 'microsoft_Phi-4-mini-instruct-Q3_K_S.gguf'),
+      contextSize: 8192,
+      threads: 4,
+      chatFormat: 'phi3',
+      temperature: 0.2,
+      maxTokens: 256,
+      api: { baseUrl: 'http://127.0.0.1:8080/v1', model: 'phi-4-mini', timeout: 30 },
+    });
+  });
+});
