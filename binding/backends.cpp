@@ -112,12 +112,13 @@ BackendReport LoadBackends(const std::vector<std::string>& dirs, const std::stri
       const std::string stem = entry.path().stem().string().substr(std::string(kPrefix).size());  // "cpu-haswell", "cuda"
       if (stem.rfind("cpu", 0) == 0) {
         const std::string variant = stem.size() > 4 ? stem.substr(4) : "";
-        if (!forcedCpuVariant.empty()) {
-          if (variant == forcedCpuVariant) bestCpu = entry.path(), bestScore = 1;
+        // A forced variant still has to pass both checks: nothing runs code this machine cannot execute.
+        if (!forcedCpuVariant.empty() && variant != forcedCpuVariant) continue;
+        const int score = ScoreModule(entry.path());
+        if (score <= 0) {
+          if (!forcedCpuVariant.empty()) report.cpuRejected.push_back(variant);
           continue;
         }
-        const int score = ScoreModule(entry.path());
-        if (score <= 0) continue;
         if (!OsSupportsVariant(variant)) {
           report.cpuRejected.push_back(variant);
           continue;
@@ -125,6 +126,8 @@ BackendReport LoadBackends(const std::vector<std::string>& dirs, const std::stri
         if (score > bestScore) bestScore = score, bestCpu = entry.path();
         continue;
       }
+      static const char* gpuModules[] = {"cuda", "vulkan", "metal", "hip", "sycl", "musa", "opencl", "cann"};
+      if (std::find(std::begin(gpuModules), std::end(gpuModules), stem) == std::end(gpuModules)) continue;  // ggml-base, ...
       if (gpu == "none" || (gpu != "auto" && stem != gpu)) continue;
       TakeLastError();
       ggml_backend_reg_t reg = ggml_backend_load(entry.path().string().c_str());

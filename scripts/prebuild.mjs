@@ -30,28 +30,32 @@ const build = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.m
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const release = join(root, 'build', 'prebuild', 'Release');
+// llama.cpp's CMake writes its libraries and backend modules to bin/, the addon goes to Release/.
+const libraryDirs = [release, join(root, 'build', 'prebuild', 'bin')].filter((d) => existsSync(d));
 const isLibrary = (f) => /\.(so|dylib|dll)$/.test(f);
 const AMX_VARIANTS = /ggml-cpu-sapphirerapids/;
-const GPU_MODULE = /ggml-(cuda|vulkan|metal|hip|sycl|musa|opencl)\./;
+// Metal ships inside the macOS prebuild (every Apple Silicon Mac has it); the others are separate packages.
+const GPU_MODULE = /ggml-(cuda|vulkan|hip|sycl|musa|opencl)\./;
 
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 copyFileSync(join(release, 'tea_llama.node'), join(outDir, addonName));
 const shipped = [addonName];
-for (const file of readdirSync(release).filter(isLibrary)) {
+const libraries = libraryDirs.flatMap((dir) => readdirSync(dir).filter(isLibrary).map((file) => ({ dir, file })));
+for (const { dir, file } of libraries) {
   if (AMX_VARIANTS.test(file)) continue;
   const gpu = file.match(GPU_MODULE);
   if (gpu) {
     const gpuDir = join(root, 'prebuilds-gpu', `${target}-${gpu[1]}`);
     mkdirSync(gpuDir, { recursive: true });
-    copyFileSync(join(release, file), join(gpuDir, file));
+    copyFileSync(join(dir, file), join(gpuDir, file));
     writeFileSync(
       join(gpuDir, 'package.json'),
       JSON.stringify({ name: `@tea-llama/${target}-${gpu[1]}`, version: JSON.parse(readFileSync(join(root, 'package.json'))).version, os: [process.platform], cpu: [process.arch] }, null, 2),
     );
     continue;
   }
-  copyFileSync(join(release, file), join(outDir, file));
+  copyFileSync(join(dir, file), join(outDir, file));
   shipped.push(file);
 }
 

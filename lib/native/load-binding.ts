@@ -85,7 +85,8 @@ export function getBinding(): NativeBinding {
   loaded.setLogLevel(LOG_LEVELS[level as LogLevel] ?? 0);
   const report = loaded.loadBackends([dirname(addonPath), ...gpuPackageDirs()], gpu, process.env.TEA_CPU_VARIANT ?? '');
   if (report.dynamic && !report.cpuVariant) {
-    throw new LlamaError('ERR_NATIVE_LOAD', `no CPU backend in ${dirname(addonPath)} runs on this machine`);
+    const which = process.env.TEA_CPU_VARIANT ? `the CPU variant '${process.env.TEA_CPU_VARIANT}'` : 'no CPU backend';
+    throw new LlamaError('ERR_NATIVE_LOAD', `${which} in ${dirname(addonPath)} cannot run on this machine`);
   }
   if (gpu !== 'auto' && gpu !== 'none' && report.dynamic && !report.gpuLoaded.some((name) => name.toLowerCase() === gpu)) {
     const why = report.gpuFailed.join('; ') || `no ${gpu} backend module installed (see README, GPU backends)`;

@@ -14,7 +14,7 @@ export const cacheDir = resolve(repoRoot, '.cache');
  * True when integration tests must run: `.ci/run` sets TEA_REQUIRE_MODELS=1 so a missing model fails the run
  * instead of silently skipping it. On a user's machine without the models, those tests skip.
  */
-export const strict = process.env.TEA_REQUIRE_MODELS === '1' || process.env.CI === 'true';
+export const strict = process.env.TEA_REQUIRE_MODELS === '1';
 
 export function modelPath(name: string): string {
   return resolve(modelsDir, name);
