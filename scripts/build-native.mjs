@@ -68,7 +68,12 @@ const cmakeJs = join(dirname(createRequire(import.meta.url).resolve('cmake-js/pa
 
 console.error(`[tea-llama] building from source (backend ${backend}${dynamic ? ', prebuild layout' : ''}${withTools ? ', with llama.cpp tools' : ''})`);
 const started = Date.now();
-const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()) };
+const env = {
+  ...process.env,
+  CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(availableParallelism()),
+  // ccache keys on absolute paths: relative to the checkout, clones in other folders share cached objects.
+  CCACHE_BASEDIR: process.env.CCACHE_BASEDIR || root,
+};
 const run = (command, extra) =>
   spawnSync(process.execPath, [cmakeJs, command, '--out', outDir, ...extra], { cwd: root, stdio: 'inherit', env }).status;
 const status = run('configure', cmakeDefines) || run('build', []);
