@@ -24,10 +24,12 @@ export interface CreateLlmBackendOptions extends LlmSettingsInput {
   logger?: Logger;
   /** Memory, in bytes, the auto-configured context must fit in. Default: `os.freemem()`. */
   freeMemory?: number;
+  /** Receives the local model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
+  onLoadProgress?: (progress: number) => void;
 }
 
 /** Runtime context when passing already resolved settings. */
-export type CreateLlmBackendContext = Pick<CreateLlmBackendOptions, 'env' | 'homeDir' | 'logger' | 'freeMemory'>;
+export type CreateLlmBackendContext = Pick<CreateLlmBackendOptions, 'env' | 'homeDir' | 'logger' | 'freeMemory' | 'onLoadProgress'>;
 
 function isResolved(value: unknown): value is LlmSettings {
   return typeof value === 'object' && value !== null && typeof (value as LlmSettings).sources === 'object';
@@ -94,8 +96,8 @@ export async function createLlmBackend(
     runtime = context;
   } else {
     if (typeof input !== 'object' || input === null) throw new LlamaError('ERR_INVALID_ARGUMENT', 'settings must be an object');
-    const { settingsFile, env, homeDir, logger, freeMemory, ...explicit } = input;
-    runtime = { env, homeDir, logger, freeMemory };
+    const { settingsFile, env, homeDir, logger, freeMemory, onLoadProgress, ...explicit } = input;
+    runtime = { env, homeDir, logger, freeMemory, onLoadProgress };
     settings = await resolveSettings({ settings: explicit, file: settingsFile, env, homeDir });
   }
   const logger = runtime.logger ?? defaultLogger;
@@ -132,6 +134,7 @@ export async function createLlmBackend(
       chatFormat: settings.chatFormat,
       embedding: settings.embedding,
       freeMemory: runtime.freeMemory,
+      onLoadProgress: runtime.onLoadProgress,
     });
     try {
       checkChatFormat(settings);

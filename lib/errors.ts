@@ -21,7 +21,10 @@ export type LlamaErrorCode =
   | 'ERR_API_CONNECTION'
   | 'ERR_API_PROTOCOL'
   | 'ERR_SETTINGS_INVALID'
-  | 'ERR_NO_BACKEND';
+  | 'ERR_NO_BACKEND'
+  | 'ERR_WORKFLOW_INVALID'
+  | 'ERR_DOWNLOAD'
+  | 'ERR_CHECKSUM';
 
 export class LlamaError extends Error {
   readonly code: LlamaErrorCode;

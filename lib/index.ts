@@ -27,6 +27,36 @@ export {
 } from './config/model-path';
 export { expandPath, type Env } from './config/expand-path';
 export { createStderrLogger, defaultLogger, silentLogger, type Logger, type LoggerLevel } from './logger';
+export {
+  LLM_ACTIONS,
+  LLM_ACTION_NAMES,
+  checkActionParams,
+  createLlmActions,
+  isLlmAction,
+  WorkflowError,
+  loadWorkflow,
+  parseWorkflow,
+  prepareWorkflow,
+  runWorkflow,
+  parseTemplate,
+  renderTemplate,
+  templateReferences,
+  type ActionHandler,
+  type ActionParamSpec,
+  type ActionParamType,
+  type LlmActionContext,
+  type LlmActionDefinition,
+  type LlmActionName,
+  type ParamIssue,
+  type RunWorkflowOptions,
+  type StateField,
+  type StateReference,
+  type StateType,
+  type TemplatePart,
+  type Workflow,
+  type WorkflowIssue,
+  type WorkflowNode,
+} from './workflow';
 
 import { getBinding } from './native/load-binding';
 

@@ -4,7 +4,7 @@ import { basename, resolve } from 'node:path';
 import { getModelInfo, type ModelAutoConfig } from '../config/model-info';
 import { LlamaError, toLlamaError } from '../errors';
 import { loadModel, type LlamaModel } from '../model';
-import { optionalBool, optionalInt, optionalNumber, requireObject, requireString } from '../validate';
+import { optionalBool, optionalFunction, optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest } from './base-backend';
 import type { HealthStatus } from './llm-backend';
 
@@ -32,6 +32,8 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
   embedding?: boolean;
   /** Memory, in bytes, the auto-configured context must fit in. Default: `os.freemem()`. */
   freeMemory?: number;
+  /** Receives the model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
+  onLoadProgress?: (progress: number) => void;
 }
 
 /**
@@ -45,6 +47,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
   /** Absolute path of the model file. */
   readonly modelPath: string;
   readonly #options: { contextSize?: number; threads: number; gpuLayers: number; chatFormat?: string; embedding: boolean; freeMemory?: number };
+  readonly #onLoadProgress: ((progress: number) => void) | undefined;
   #loading: Promise<LlamaModel> | undefined;
   #config: ModelAutoConfig | undefined;
   #loadCount = 0;
@@ -63,6 +66,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       embedding: optionalBool(opts.embedding, 'embedding') ?? false,
       freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
     };
+    this.#onLoadProgress = optionalFunction(opts.onLoadProgress, 'onLoadProgress');
   }
 
   /** The auto-configuration the model was loaded with (undefined before the load). */
@@ -103,6 +107,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       contextSize: config.contextSize,
       threads: this.#options.threads,
       gpuLayers: this.#options.gpuLayers,
+      onProgress: this.#onLoadProgress,
     });
     try {
       if (this.disposed) throw new LlamaError('ERR_DISPOSED', 'the local backend was disposed while its model loaded');

@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { suggestKey } from '../config/schema';
+import { chatCommand } from './chat';
+import { completeCommand } from './complete';
+import { embedCommand } from './embed';
+import { infoCommand } from './info';
+import { EXIT, formatError, PROGRAM, UsageError, writeOut } from './output';
+import { pullCommand } from './pull';
+import { runCommand } from './run';
+
+export const USAGE = `Usage: tea-llama <command> [options]
+
+Run GGUF language models in-process (llama.cpp), or through an OpenAI-compatible server.
+
+Commands:
+  complete PROMPT     stream a completion of PROMPT to stdout
+  chat [MESSAGE]      chat in the terminal (streamed replies, history, Ctrl+C stops a reply), or answer one message
+  embed TEXT...       print one embedding vector per text (or per stdin line) as JSON
+  info [FILE]         show a model's metadata and the configuration tea-llama would choose, with reasons
+  pull URL            download a GGUF model (resumable, checksum, hf:USER/REPO/FILE.gguf) into ~/.cache/tea/models
+  run WORKFLOW.yaml   run a YAML workflow of llm.call / llm.chat / llm.stream / llm.embed nodes
+
+The model: --model PATH, else TEA_MODEL_PATH, llm.model_path (--settings FILE), $APPDIR/usr/share/models, then
+~/.cache/tea/models. --backend api --api-base URL uses an OpenAI-compatible server instead.
+
+Run tea-llama <command> --help for a command's options. Errors are one line on stderr and a non-zero exit code
+(1: failed, 2: wrong command line, 130: interrupted); --verbose adds the details.
+
+Example:
+  tea-llama pull hf:ggml-org/models/tinyllamas/stories260K.gguf
+  tea-llama complete --model ~/.cache/tea/models/stories260K.gguf "Once upon a time"`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  complete: completeCommand,
+  chat: chatCommand,
+  embed: embedCommand,
+  info: infoCommand,
+  pull: pullCommand,
+  run: runCommand,
+};
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The `tea-llama` command. Returns the exit code; never throws: errors are printed as one line on stderr (with
+ * the stack traces under --verbose).
+ */
+export async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes('--verbose') || argv.includes('-v');
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      if (command === 'help' && rest[0] && COMMANDS[rest[0]]) return await COMMANDS[rest[0]](['--help']);
+      await writeOut(USAGE + '\n');
+      return command === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (command === '--version' || command === '-V') {
+      await writeOut(`${PROGRAM} ${version()}\n`);
+      return EXIT.ok;
+    }
+    const run = COMMANDS[command];
+    if (!run) {
+      const hint = suggestKey(command, Object.keys(COMMANDS));
+      throw new UsageError(`unknown command ${JSON.stringify(command)}${hint ? `; did you mean "${hint}"?` : ''}`);
+    }
+    return await run(rest);
+  } catch (error) {
+    process.stderr.write(formatError(error, verbose));
+    return error instanceof UsageError ? EXIT.usage : EXIT.failure;
+  }
+}
+
+/** Runs the command line of this process and exits with its code. */
+export function run(): void {
+  // A closed pipe (`tea-llama complete … | head -c 20`) ends the command quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT.ok);
+    throw error;
+  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      // Output is flushed (writeOut waits for it); exit now rather than wait for lingering handles.
+      process.exitCode = code;
+      setImmediate(() => process.exit(code));
+    },
+    (error: unknown) => {
+      process.stderr.write(formatError(error, true));
+      process.exit(EXIT.failure);
+    },
+  );
+}

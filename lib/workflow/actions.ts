@@ -1,0 +1,331 @@
+import type { LlmBackend, LlmGenerateOptions, LlmResult } from '../backends/llm-backend';
+import { suggestKey } from '../config/schema';
+import { LlamaError } from '../errors';
+import type { ChatMessage } from '../types';
+import { hasTemplate, renderTemplate } from './template';
+
+/** The actions a workflow node (or a host engine) can call. */
+export type LlmActionName = 'llm.call' | 'llm.chat' | 'llm.stream' | 'llm.embed';
+
+export type ActionParamType = 'string' | 'messages' | 'int' | 'number' | 'stop' | 'text';
+
+export interface ActionParamSpec {
+  type: ActionParamType;
+  required?: boolean;
+  min?: number;
+  max?: number;
+  description: string;
+}
+
+export interface LlmActionDefinition {
+  name: LlmActionName;
+  description: string;
+  /** Parameters by their workflow name (`max_tokens`, not `maxTokens`). */
+  params: Readonly<Record<string, ActionParamSpec>>;
+  /** Exactly one of these parameters must be given. */
+  oneOf?: readonly string[];
+  /** Keys of the result the action stores, for checking `{{ state.<node>.<key> }}` before a run. */
+  resultKeys: readonly string[];
+}
+
+const SAMPLING: Record<string, ActionParamSpec> = {
+  max_tokens: { type: 'int', min: 1, max: 2 ** 31 - 1, description: 'most tokens to generate (default: the settings, 100)' },
+  temperature: { type: 'number', min: 0, max: 100, description: '0 is greedy (default: the settings, 0.7)' },
+  top_p: { type: 'number', min: 0, max: 1, description: 'nucleus sampling threshold' },
+  stop: { type: 'stop', description: 'a string or a list of strings that end the generation (never in the output)' },
+  seed: { type: 'int', min: 0, max: 4294967295, description: 'sampling seed, for reproducible output' },
+};
+
+const GENERATION_RESULT = ['content', 'finish_reason', 'model', 'backend', 'usage', 'timings'];
+
+/** The four LLM actions: their parameters and result keys. */
+export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> = Object.freeze({
+  'llm.call': {
+    name: 'llm.call',
+    description: 'completes a prompt (raw text, no chat template)',
+    params: { prompt: { type: 'string', required: true, description: 'the text to complete' }, ...SAMPLING },
+    resultKeys: GENERATION_RESULT,
+  },
+  'llm.chat': {
+    name: 'llm.chat',
+    description: "answers a conversation with the model's chat template",
+    params: { messages: { type: 'messages', required: true, description: 'a list of { role, content }' }, ...SAMPLING },
+    resultKeys: [...GENERATION_RESULT, 'messages'],
+  },
+  'llm.stream': {
+    name: 'llm.stream',
+    description: 'as llm.call (prompt) or llm.chat (messages), with the text streamed as it is generated',
+    params: {
+      prompt: { type: 'string', description: 'the text to complete' },
+      messages: { type: 'messages', description: 'a list of { role, content }' },
+      ...SAMPLING,
+    },
+    oneOf: ['prompt', 'messages'],
+    resultKeys: [...GENERATION_RESULT, 'messages'],
+  },
+  'llm.embed': {
+    name: 'llm.embed',
+    description: 'embeds a text (or a list of texts) into unit-length vectors',
+    params: { text: { type: 'text', required: true, description: 'a string, or a list of strings' } },
+    resultKeys: ['embedding', 'embeddings', 'dimensions', 'model', 'backend'],
+  },
+} satisfies Record<LlmActionName, LlmActionDefinition>);
+
+/** Names of the LLM actions. */
+export const LLM_ACTION_NAMES = Object.freeze(Object.keys(LLM_ACTIONS) as LlmActionName[]);
+
+export function isLlmAction(name: unknown): name is LlmActionName {
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(LLM_ACTIONS, name);
+}
+
+function found(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  return `${typeof value} ${String(value)}`;
+}
+
+/** A value that is still a template (checked once it is rendered). */
+function pending(value: unknown, lenient: boolean): boolean {
+  return lenient && typeof value === 'string' && hasTemplate(value);
+}
+
+/** Reads a number parameter, accepting numeric text (a value from `--input` or a template). */
+function toNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(value)) return Number(value);
+  return undefined;
+}
+
+/**
+ * Checks one parameter value; returns the problem, or undefined. With `lenient`, template strings are accepted
+ * wherever they appear (they are checked again after rendering).
+ */
+export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient = false): string | undefined {
+  if (pending(value, lenient)) return undefined;
+  switch (spec.type) {
+    case 'string':
+      return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? undefined : `expected a string, found ${found(value)}`;
+    case 'int':
+    case 'number': {
+      const n = toNumber(value);
+      const what = spec.type === 'int' ? `an integer from ${spec.min} to ${spec.max}` : `a number from ${spec.min} to ${spec.max}`;
+      if (n === undefined || !Number.isFinite(n) || (spec.type === 'int' && !Number.isInteger(n)) || n < spec.min! || n > spec.max!) {
+        return `expected ${what}, found ${found(value)}`;
+      }
+      return undefined;
+    }
+    case 'stop': {
+      const list = Array.isArray(value) ? value : [value];
+      if (list.length === 0) return 'expected a string or a list of strings, found an empty list';
+      const bad = list.find((s) => !pending(s, lenient) && (typeof s !== 'string' || s.length === 0));
+      return bad === undefined ? undefined : `expected a non-empty string or a list of them, found ${found(bad)}`;
+    }
+    case 'text': {
+      if (typeof value === 'string') return undefined;
+      if (!Array.isArray(value)) return `expected a string or a list of strings, found ${found(value)}`;
+      if (value.length === 0) return 'expected a string or a list of strings, found an empty list';
+      const i = value.findIndex((s) => !pending(s, lenient) && typeof s !== 'string');
+      return i < 0 ? undefined : `item ${i}: expected a string, found ${found(value[i])}`;
+    }
+    case 'messages': {
+      if (!Array.isArray(value)) return `expected a list of { role, content } messages, found ${found(value)}`;
+      for (let i = 0; i < value.length; i++) {
+        const m = value[i];
+        if (pending(m, lenient)) continue;
+        if (Array.isArray(m)) {
+          // A list inside the list (a conversation spliced in): check its messages.
+          const inner = checkParamValue(spec, m, lenient);
+          if (inner) return `item ${i}: ${inner}`;
+          continue;
+        }
+        if (typeof m !== 'object' || m === null) return `item ${i}: expected a { role, content } message, found ${found(m)}`;
+        const extra = Object.keys(m).filter((k) => k !== 'role' && k !== 'content');
+        if (extra.length > 0) {
+          const hint = suggestKey(extra[0], ['role', 'content']);
+          return `item ${i}: unknown key ${JSON.stringify(extra[0])} (a message has role and content)${hint ? `; did you mean "${hint}"?` : ''}`;
+        }
+        const { role, content } = m as Record<string, unknown>;
+        if (!pending(role, lenient) && (typeof role !== 'string' || role.length === 0)) return `item ${i}: role: expected a string, found ${found(role)}`;
+        if (!pending(content, lenient) && !['string', 'number', 'boolean'].includes(typeof content)) {
+          return `item ${i}: content: expected a string, found ${found(content)}`;
+        }
+      }
+      return undefined;
+    }
+  }
+}
+
+/** A problem with an action's parameters. */
+export interface ParamIssue {
+  /** `params.max_tokens`, or `params` for a missing one. */
+  path: string;
+  problem: string;
+}
+
+/**
+ * Checks an action's parameters: unknown names (with a suggestion), missing required ones, and the values'
+ * types. With `lenient`, values that are still templates pass (check them again after rendering).
+ */
+export function checkActionParams(action: LlmActionName, params: Record<string, unknown>, lenient = false): ParamIssue[] {
+  const def = LLM_ACTIONS[action];
+  const names = Object.keys(def.params);
+  const issues: ParamIssue[] = [];
+  for (const [name, value] of Object.entries(params)) {
+    const spec = def.params[name];
+    if (!spec) {
+      const hint = suggestKey(name, names);
+      issues.push({
+        path: `params.${name}`,
+        problem: `${action} has no parameter "${name}" (it takes ${names.join(', ')})${hint ? `; did you mean "${hint}"?` : ''}`,
+      });
+      continue;
+    }
+    if (value === undefined || value === null) {
+      issues.push({ path: `params.${name}`, problem: 'is empty: give a value or leave the parameter out' });
+      continue;
+    }
+    const problem = checkParamValue(spec, value, lenient);
+    if (problem) issues.push({ path: `params.${name}`, problem });
+  }
+  for (const [name, spec] of Object.entries(def.params)) {
+    if (spec.required && params[name] === undefined) issues.push({ path: 'params', problem: `missing the required parameter "${name}" (${spec.description})` });
+  }
+  if (def.oneOf) {
+    const given = def.oneOf.filter((n) => params[n] !== undefined);
+    if (given.length !== 1) {
+      issues.push({
+        path: 'params',
+        problem: given.length === 0 ? `needs ${def.oneOf.map((n) => `"${n}"`).join(' or ')}` : `takes ${def.oneOf.map((n) => `"${n}"`).join(' or ')}, not both`,
+      });
+    }
+  }
+  return issues;
+}
+
+/** Messages after rendering: nested lists (a conversation spliced in) flattened, content as text. */
+function toMessages(value: unknown): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  const add = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(add);
+    else {
+      const m = v as { role: string; content: unknown };
+      out.push({ role: m.role, content: typeof m.content === 'string' ? m.content : String(m.content) });
+    }
+  };
+  add(value);
+  return out;
+}
+
+function sampling(params: Record<string, unknown>, signal: AbortSignal | undefined): LlmGenerateOptions {
+  const options: LlmGenerateOptions = {};
+  if (params.max_tokens !== undefined) options.maxTokens = toNumber(params.max_tokens);
+  if (params.temperature !== undefined) options.temperature = toNumber(params.temperature);
+  if (params.top_p !== undefined) options.topP = toNumber(params.top_p);
+  if (params.seed !== undefined) options.seed = toNumber(params.seed);
+  if (params.stop !== undefined) options.stop = params.stop as string | string[];
+  if (signal) options.signal = signal;
+  return options;
+}
+
+/** What a generation action stores: snake_case keys, as in the workflow file. */
+function generationResult(r: LlmResult, messages?: ChatMessage[]): Record<string, unknown> {
+  const timings: Record<string, number> = { total_ms: r.timings.totalMs };
+  if (r.timings.promptMs !== undefined) timings.prompt_ms = r.timings.promptMs;
+  if (r.timings.generationMs !== undefined) timings.generation_ms = r.timings.generationMs;
+  if (r.timings.firstTokenMs !== undefined) timings.first_token_ms = r.timings.firstTokenMs;
+  if (r.timings.tokensPerSecond !== undefined) timings.tokens_per_second = r.timings.tokensPerSecond;
+  return {
+    content: r.content,
+    finish_reason: r.finishReason,
+    model: r.model,
+    backend: r.backend,
+    usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.tokensUsed },
+    timings,
+    ...(messages ? { messages: [...messages, { role: 'assistant', content: r.content }] } : {}),
+  };
+}
+
+/** Calls an action: `params` (templates are rendered from `state` when it is given) → the result to store. */
+export type ActionHandler = (params: Record<string, unknown>, state?: Record<string, unknown>) => Promise<Record<string, unknown>>;
+
+export interface LlmActionContext {
+  /** The backend the actions call, or a function giving it (called on first use, once). */
+  backend: LlmBackend | (() => LlmBackend | Promise<LlmBackend>);
+  /** Receives llm.stream's text as it is generated. */
+  onChunk?: (chunk: string) => void;
+  /** Stops a running action: it resolves with what was produced and finish_reason "abort". */
+  signal?: AbortSignal;
+}
+
+/**
+ * The LLM actions as plain functions `(params, state?) => result`, for a host workflow engine to register in its
+ * own action registry. Parameters keep the workflow format's names (`prompt`, `messages`, `max_tokens`,
+ * `temperature`, `top_p`, `stop`, `seed`, `text`); string values are templated from `state` with
+ * `{{ state.key }}`. Results:
+ * - llm.call / llm.chat / llm.stream: `{ content, finish_reason, model, backend, usage: { prompt_tokens,
+ *   completion_tokens, total_tokens }, timings }`, plus for messages `messages`: the conversation with the reply
+ *   appended (feed it to the next turn).
+ * - llm.embed: `{ embedding, dimensions, model, backend }` for one text, `{ embeddings, … }` for a list.
+ *
+ * Bad parameters reject with ERR_INVALID_ARGUMENT naming the action and the parameter.
+ */
+export function createLlmActions(context: LlmActionContext): Record<LlmActionName, ActionHandler> {
+  let backend: Promise<LlmBackend> | undefined;
+  const getBackend = () => {
+    backend ??= Promise.resolve(typeof context.backend === 'function' ? context.backend() : context.backend);
+    return backend;
+  };
+  const prepare = (action: LlmActionName, params: Record<string, unknown>, state: Record<string, unknown> | undefined) => {
+    if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `${action}: params must be a mapping`);
+    }
+    let rendered: Record<string, unknown>;
+    try {
+      rendered = (state ? renderTemplate(params, state) : params) as Record<string, unknown>;
+    } catch (error) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `${action}: ${(error as Error).message}`, { cause: error });
+    }
+    const issues = checkActionParams(action, rendered);
+    if (issues.length > 0) throw new LlamaError('ERR_INVALID_ARGUMENT', `${action}: ${issues.map((i) => `${i.path}: ${i.problem}`).join('; ')}`);
+    return rendered;
+  };
+  const text = (v: unknown) => (typeof v === 'string' ? v : String(v));
+
+  return {
+    'llm.call': async (params, state) => {
+      const p = prepare('llm.call', params, state);
+      const llm = await getBackend();
+      return generationResult(await llm.call({ prompt: text(p.prompt), ...sampling(p, context.signal) }));
+    },
+    'llm.chat': async (params, state) => {
+      const p = prepare('llm.chat', params, state);
+      const messages = toMessages(p.messages);
+      const llm = await getBackend();
+      return generationResult(await llm.chat(messages, sampling(p, context.signal)), messages);
+    },
+    'llm.stream': async (params, state) => {
+      const p = prepare('llm.stream', params, state);
+      const llm = await getBackend();
+      const onChunk = context.onChunk;
+      if (p.messages !== undefined) {
+        const messages = toMessages(p.messages);
+        return generationResult(await llm.streamChat(messages, onChunk, sampling(p, context.signal)), messages);
+      }
+      return generationResult(await llm.stream({ prompt: text(p.prompt), ...sampling(p, context.signal) }, onChunk));
+    },
+    'llm.embed': async (params, state) => {
+      const p = prepare('llm.embed', params, state);
+      const llm = await getBackend();
+      const options = context.signal ? { signal: context.signal } : {};
+      if (Array.isArray(p.text)) {
+        const vectors = await llm.embed(p.text as string[], options);
+        return { embeddings: vectors.map((v) => Array.from(v)), dimensions: vectors[0]?.length ?? 0, model: llm.model, backend: llm.kind };
+      }
+      const vector = await llm.embed(p.text as string, options);
+      return { embedding: Array.from(vector), dimensions: vector.length, model: llm.model, backend: llm.kind };
+    },
+  };
+}

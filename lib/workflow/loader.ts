@@ -1,0 +1,408 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+
+import { parseDocument, stringify } from 'yaml';
+
+import { parseSettingsYaml } from '../config/settings';
+import { SettingsError, SETTING_KEYS, suggestKey } from '../config/schema';
+import { LlamaError } from '../errors';
+import { checkActionParams, checkParamValue, isLlmAction, LLM_ACTION_NAMES, LLM_ACTIONS, type LlmActionName } from './actions';
+import { describeMissing, formatPath, lookup, parseTemplate, renderTemplate, templateReferences } from './template';
+
+/** Types a `state_schema` entry can declare. */
+export type StateType = 'str' | 'int' | 'float' | 'bool' | 'list' | 'dict' | 'any';
+
+const TYPE_NAMES: Record<string, StateType> = {
+  str: 'str',
+  string: 'str',
+  int: 'int',
+  integer: 'int',
+  float: 'float',
+  number: 'float',
+  bool: 'bool',
+  boolean: 'bool',
+  list: 'list',
+  array: 'list',
+  dict: 'dict',
+  object: 'dict',
+  map: 'dict',
+  any: 'any',
+};
+
+export interface StateField {
+  type: StateType;
+  /** The initial value when the input does not set the key. */
+  default?: unknown;
+  description?: string;
+}
+
+export interface WorkflowNode {
+  name: string;
+  action: LlmActionName;
+  params: Record<string, unknown>;
+}
+
+export interface Workflow {
+  /** The file (or the source name given to parseWorkflow). */
+  source: string;
+  name?: string;
+  description?: string;
+  /**
+   * The `settings.llm` block, checked, with a relative `model_path` made absolute against the workflow's folder.
+   * Undefined when the workflow has none.
+   */
+  llm?: Record<string, unknown>;
+  /** `state_schema`, by key. */
+  stateSchema: Record<string, StateField>;
+  nodes: WorkflowNode[];
+}
+
+/** One problem in a workflow. */
+export interface WorkflowIssue {
+  /** The node it is in, if any. */
+  node?: string;
+  /** Where: `params.prompt`, `settings.llm.n_ctx`, `state_schema.count`, `nodes[2]` ('' for the file itself). */
+  path: string;
+  problem: string;
+}
+
+function formatIssue(issue: WorkflowIssue): string {
+  const where = issue.node !== undefined ? `node "${issue.node}": ${issue.path}` : issue.path;
+  return where ? `${where}: ${issue.problem}` : issue.problem;
+}
+
+/** ERR_WORKFLOW_INVALID: every problem found in a workflow, before any model is loaded. */
+export class WorkflowError extends LlamaError {
+  readonly issues: WorkflowIssue[];
+  readonly source: string;
+
+  constructor(source: string, issues: WorkflowIssue[]) {
+    super('ERR_WORKFLOW_INVALID', `invalid workflow ${source}:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+    this.name = 'WorkflowError';
+    this.source = source;
+    this.issues = issues;
+  }
+}
+
+const TOP_KEYS = ['name', 'description', 'settings', 'state_schema', 'nodes'];
+const NODE_KEYS = ['name', 'action', 'params'];
+const NODE_NAME = /^[A-Za-z_][\w-]*$/;
+const LLM_TOP_KEYS = new Set(SETTING_KEYS.map((k) => k.yaml.split('.')[0]));
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function unknownKey(key: string, known: string[], where: string): string {
+  const hint = suggestKey(key, known);
+  return `unknown key "${key}" in ${where} (known: ${known.join(', ')})${hint ? `; did you mean "${hint}"?` : ''}`;
+}
+
+function checkSettings(settings: unknown, dir: string, issues: WorkflowIssue[]): Record<string, unknown> | undefined {
+  if (settings === undefined || settings === null) return undefined;
+  if (!isMapping(settings)) {
+    issues.push({ path: 'settings', problem: 'expected a mapping with an `llm` block' });
+    return undefined;
+  }
+  // Other blocks under settings belong to the host application; only `llm` is read here.
+  const misplaced = Object.keys(settings).filter((k) => k !== 'llm' && LLM_TOP_KEYS.has(k));
+  for (const key of misplaced) issues.push({ path: `settings.${key}`, problem: `LLM settings go under settings.llm (settings.llm.${key})` });
+  const llm = settings.llm;
+  if (llm === undefined || llm === null) return undefined;
+  try {
+    parseSettingsYaml(stringify({ llm }), 'the workflow settings');
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    for (const i of error.issues) {
+      issues.push({ path: `settings.${i.path}`, problem: `expected ${i.expected}, found ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}` });
+    }
+    return undefined;
+  }
+  const block = { ...(llm as Record<string, unknown>) };
+  const modelPath = block.model_path;
+  if (typeof modelPath === 'string' && !isAbsolute(modelPath) && !modelPath.startsWith('~') && !modelPath.startsWith('$')) {
+    block.model_path = resolve(dir, modelPath);
+  }
+  return block;
+}
+
+function checkSchema(schema: unknown, issues: WorkflowIssue[]): Record<string, StateField> {
+  const out: Record<string, StateField> = {};
+  if (schema === undefined || schema === null) return out;
+  if (!isMapping(schema)) {
+    issues.push({ path: 'state_schema', problem: 'expected a mapping of key: type' });
+    return out;
+  }
+  const known = Object.keys(TYPE_NAMES);
+  for (const [key, entry] of Object.entries(schema)) {
+    const path = `state_schema.${key}`;
+    const spec = isMapping(entry) ? entry : { type: entry };
+    if (isMapping(entry)) {
+      for (const k of Object.keys(entry)) if (!['type', 'default', 'description'].includes(k)) issues.push({ path, problem: unknownKey(k, ['type', 'default', 'description'], path) });
+    }
+    const typeName = spec.type === undefined || spec.type === null ? 'any' : spec.type;
+    const type = typeof typeName === 'string' ? TYPE_NAMES[typeName.toLowerCase()] : undefined;
+    if (!type) {
+      const hint = typeof typeName === 'string' ? suggestKey(typeName, known) : undefined;
+      issues.push({ path, problem: `unknown type ${JSON.stringify(typeName)} (known: str, int, float, bool, list, dict, any)${hint ? `; did you mean "${hint}"?` : ''}` });
+      continue;
+    }
+    const field: StateField = { type };
+    if (typeof spec.description === 'string') field.description = spec.description;
+    if (spec.default !== undefined) {
+      const problem = checkType(type, spec.default);
+      if (problem) issues.push({ path: `${path}.default`, problem });
+      else field.default = spec.default;
+    }
+    out[key] = field;
+  }
+  return out;
+}
+
+/** The problem with a value of a declared type, or undefined. */
+function checkType(type: StateType, value: unknown): string | undefined {
+  const ok =
+    type === 'any' ||
+    (type === 'str' && typeof value === 'string') ||
+    (type === 'int' && typeof value === 'number' && Number.isInteger(value)) ||
+    (type === 'float' && typeof value === 'number' && Number.isFinite(value)) ||
+    (type === 'bool' && typeof value === 'boolean') ||
+    (type === 'list' && Array.isArray(value)) ||
+    (type === 'dict' && isMapping(value));
+  if (ok) return undefined;
+  const found = value === null ? 'null' : Array.isArray(value) ? 'a list' : isMapping(value) ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`;
+  return `expected ${type}, found ${found}`;
+}
+
+/** Converts an input given as text (`--input key=value`) to the declared type. */
+function fromText(type: StateType, text: string): { value?: unknown; problem?: string } {
+  switch (type) {
+    case 'str':
+    case 'any':
+      return { value: text };
+    case 'int':
+    case 'float': {
+      const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isFinite(n) || (type === 'int' && !Number.isInteger(n))) return { problem: `expected ${type}, found ${JSON.stringify(text)}` };
+      return { value: n };
+    }
+    case 'bool': {
+      const word = text.trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(word)) return { value: true };
+      if (['false', '0', 'no', 'off'].includes(word)) return { value: false };
+      return { problem: `expected bool (true or false), found ${JSON.stringify(text)}` };
+    }
+    case 'list':
+    case 'dict': {
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        return { problem: `expected ${type} as JSON, found ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)}` };
+      }
+      const problem = checkType(type, value);
+      return problem ? { problem } : { value };
+    }
+  }
+}
+
+/**
+ * Parses and checks a workflow's structure: top-level keys, `settings.llm` (the same checks as a settings file),
+ * `state_schema`, and each node's name, action and parameters (names, required ones, literal values, template
+ * syntax). References to state are checked by {@link prepareWorkflow}, which knows the input.
+ *
+ * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing every problem, each with its node name.
+ */
+export function parseWorkflow(text: string, options: { source?: string; dir?: string } = {}): Workflow {
+  const source = options.source ?? 'workflow';
+  const dir = options.dir ?? process.cwd();
+  const issues: WorkflowIssue[] = [];
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new WorkflowError(
+      source,
+      doc.errors.map((e) => ({
+        path: e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : 'the document',
+        problem: `not valid YAML: ${e.message.split('\n')[0]}`,
+      })),
+    );
+  }
+  const root: unknown = doc.toJS();
+  if (!isMapping(root)) throw new WorkflowError(source, [{ path: '(top level)', problem: 'expected a mapping with nodes' }]);
+  for (const key of Object.keys(root)) if (!TOP_KEYS.includes(key)) issues.push({ path: key, problem: unknownKey(key, TOP_KEYS, 'the workflow') });
+
+  const llm = checkSettings(root.settings, dir, issues);
+  const stateSchema = checkSchema(root.state_schema, issues);
+
+  const nodes: WorkflowNode[] = [];
+  const names = new Set<string>();
+  if (!Array.isArray(root.nodes) || root.nodes.length === 0) {
+    issues.push({ path: 'nodes', problem: 'expected a list of nodes, each with name, action and params' });
+  } else {
+    root.nodes.forEach((raw: unknown, index: number) => {
+      const at = `nodes[${index}]`;
+      if (!isMapping(raw)) {
+        issues.push({ path: at, problem: 'expected a mapping with name, action and params' });
+        return;
+      }
+      const name = typeof raw.name === 'string' ? raw.name : undefined;
+      const node = name ?? at;
+      const before = issues.length;
+      if (name === undefined) issues.push({ path: at, problem: 'missing its name' });
+      else if (!NODE_NAME.test(name)) issues.push({ node, path: 'name', problem: 'must start with a letter or _ and hold only letters, digits, _ and - (it is a state key)' });
+      else if (names.has(name)) issues.push({ node, path: 'name', problem: 'is used by an earlier node (node names must be unique)' });
+      if (name !== undefined) names.add(name);
+      for (const key of Object.keys(raw)) {
+        if (!NODE_KEYS.includes(key)) {
+          const extra = key === 'run' || key === 'script' ? '; this runner executes only actions, no code' : '';
+          issues.push({ node, path: key, problem: unknownKey(key, NODE_KEYS, 'a node') + extra });
+        }
+      }
+      const action = raw.action;
+      if (action === undefined) issues.push({ node, path: 'action', problem: `missing (one of ${LLM_ACTION_NAMES.join(', ')})` });
+      else if (!isLlmAction(action)) {
+        const hint = typeof action === 'string' ? suggestKey(action, LLM_ACTION_NAMES) : undefined;
+        issues.push({
+          node,
+          path: 'action',
+          problem: `unknown action ${JSON.stringify(action)} (known: ${LLM_ACTION_NAMES.join(', ')})${hint ? `; did you mean "${hint}"?` : ''}`,
+        });
+      }
+      const params = raw.params ?? {};
+      if (!isMapping(params)) issues.push({ node, path: 'params', problem: 'expected a mapping of parameters' });
+      else {
+        // Template syntax anywhere in the parameters.
+        const walk = (v: unknown, path: string) => {
+          if (typeof v === 'string') {
+            try {
+              parseTemplate(v);
+            } catch (error) {
+              issues.push({ node, path, problem: (error as Error).message });
+            }
+          } else if (Array.isArray(v)) v.forEach((item, i) => walk(item, `${path}[${i}]`));
+          else if (isMapping(v)) for (const [k, item] of Object.entries(v)) walk(item, `${path}.${k}`);
+        };
+        walk(params, 'params');
+        if (isLlmAction(action)) for (const i of checkActionParams(action, params, true)) issues.push({ node, ...i });
+      }
+      if (issues.length === before) nodes.push({ name: name!, action: action as LlmActionName, params: params as Record<string, unknown> });
+    });
+  }
+  if (issues.length > 0) throw new WorkflowError(source, issues);
+  return {
+    source,
+    name: typeof root.name === 'string' ? root.name : undefined,
+    description: typeof root.description === 'string' ? root.description : undefined,
+    llm,
+    stateSchema,
+    nodes,
+  };
+}
+
+/** Reads and parses a workflow file (see {@link parseWorkflow}); a relative `model_path` is relative to the file. */
+export async function loadWorkflow(file: string): Promise<Workflow> {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new WorkflowError(path, [{ path: '', problem: code === 'ENOENT' ? 'no such file' : `the file cannot be read (${code ?? 'unknown error'})` }]);
+  }
+  return parseWorkflow(text, { source: path, dir: dirname(path) });
+}
+
+/**
+ * Builds the initial state and checks everything that can be checked before a model loads:
+ * - the input against `state_schema` (text values, as from `--input key=value`, are converted to the declared
+ *   type; `textInput` marks which keys are text);
+ * - every `{{ state.… }}` reference: it must name an input, a `state_schema` default, or an earlier node (and for a
+ *   node, one of its action's result keys); references into the input are followed to the end;
+ * - parameters whose templates use only the input are rendered and type-checked.
+ *
+ * @returns the initial state
+ * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing every problem, each with its node name.
+ */
+export function prepareWorkflow(
+  workflow: Workflow,
+  input: Record<string, unknown> = {},
+  options: { textInput?: ReadonlySet<string> } = {},
+): Record<string, unknown> {
+  const issues: WorkflowIssue[] = [];
+  const state: Record<string, unknown> = {};
+  const badInput = new Set<string>();
+  for (const [key, field] of Object.entries(workflow.stateSchema)) if (field.default !== undefined) state[key] = structuredClone(field.default);
+  for (const [key, value] of Object.entries(input)) {
+    const field = workflow.stateSchema[key];
+    if (!field) {
+      state[key] = value;
+      continue;
+    }
+    if (typeof value === 'string' && options.textInput?.has(key)) {
+      const r = fromText(field.type, value);
+      if (r.problem) {
+        issues.push({ path: `input ${key}`, problem: r.problem });
+        badInput.add(key);
+      } else state[key] = r.value;
+    } else {
+      const problem = checkType(field.type, value);
+      if (problem) {
+        issues.push({ path: `input ${key}`, problem });
+        badInput.add(key);
+      } else state[key] = value;
+    }
+  }
+
+  const fromInput = new Set(Object.keys(state));
+  const earlier = new Map<string, LlmActionName>();
+  const later = new Map(workflow.nodes.map((n, i) => [n.name, i]));
+  workflow.nodes.forEach((node, index) => {
+    for (const [param, value] of Object.entries(node.params)) {
+      // A parameter fed only by the input can be rendered and checked now.
+      let renderable = true;
+      const references = templateReferences(value, `params.${param}`);
+      for (const { where, reference } of references) {
+        const [first, second] = reference.path;
+        const key = String(first);
+        const produced = earlier.get(key);
+        if (produced) {
+          renderable = false;
+          const keys = LLM_ACTIONS[produced].resultKeys;
+          if (second !== undefined && !keys.includes(String(second))) {
+            issues.push({
+              node: node.name,
+              path: where,
+              problem: `${reference.text}: ${produced} results have no key ${JSON.stringify(String(second))} (they have ${keys.join(', ')})`,
+            });
+          }
+        } else if (fromInput.has(key)) {
+          const r = lookup(state, reference.path);
+          if (!r.found) {
+            renderable = false;
+            issues.push({ node: node.name, path: where, problem: `${reference.text} names an absent key: ${describeMissing(reference.path, r.depth, state)}` });
+          }
+        } else if (badInput.has(key)) {
+          renderable = false; // its problem is already reported
+        } else {
+          renderable = false;
+          const at = later.get(key);
+          const why =
+            at === undefined
+              ? `${formatPath([first])} is not in the input${workflow.stateSchema[key] ? ' (state_schema declares it, without a default)' : ''} and no node is named "${key}"`
+              : at === index
+                ? `it is this node's own result, which does not exist yet`
+                : `node "${key}" runs later`;
+          issues.push({ node: node.name, path: where, problem: `${reference.text} names an absent key: ${why}` });
+        }
+      }
+      const spec = LLM_ACTIONS[node.action].params[param];
+      if (renderable && references.length > 0 && spec) {
+        const problem = checkParamValue(spec, renderTemplate(value, state));
+        if (problem) issues.push({ node: node.name, path: `params.${param}`, problem: `after templating: ${problem}` });
+      }
+    }
+    earlier.set(node.name, node.action);
+  });
+  if (issues.length > 0) throw new WorkflowError(workflow.source, issues);
+  return state;
+}
