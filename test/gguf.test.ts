@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { loadModel } from '../lib';
 import { LlamaError } from '../lib/errors';
 import {
   float16BitsToFloat32,
@@ -722,7 +722,6 @@ describe('readGguf on synthetic headers', () => {
 
 const distGguf = resolve(repoRoot, 'dist/cjs/gguf/index.js');
 const quantizeBin = resolve(repoRoot, 'build/tools/llama-quantize');
-const completionBin = resolve(repoRoot, 'build/tools/llama-completion');
 
 describe.runIf(existsSync(distGguf) && haveModel(PHI3))('scripts/synthetic-model.mjs', () => {
   it('writes a llama model with the tensors llama.cpp expects and the phi-3 tokenizer, then quantizes it', async () => {
@@ -790,15 +789,10 @@ describe.runIf(existsSync(distGguf) && haveModel(PHI3))('scripts/synthetic-model
       const q4 = await readGguf(paths.Q4_K_M);
       expect(q4.tensors.some((t) => t.typeName === 'Q4_K')).toBe(true);
       expect(q4.metadata['tokenizer.chat_template']).toBe(vocab.metadata['tokenizer.chat_template']);
-      if (existsSync(completionBin)) {
-        const out = execFileSync(completionBin, ['-m', paths.Q4_K_M, '-p', 'Hello', '-n', '4', '-no-cnv', '--temp', '0', '-t', '2'], {
-          encoding: 'utf8',
-          stdio: ['ignore', 'pipe', 'pipe'],
-          timeout: 60_000,
-        });
-        expect(out.startsWith(' Hello') || out.startsWith('Hello')).toBe(true);
-        expect(out.length).toBeGreaterThan(' Hello'.length);
-      }
+      // llama.cpp loads it and generates (llama-completion's stdout is sometimes cut short at exit: not used here).
+      await using model = await loadModel(paths.Q4_K_M, { contextSize: 64, threads: 2 });
+      const out = await model.complete('Hello', { maxTokens: 4, temperature: 0 });
+      expect(out.completionTokens).toBeGreaterThan(0);
     }
   }, 120_000);
 });
