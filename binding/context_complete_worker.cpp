@@ -64,15 +64,13 @@ ContextCompleteWorker::ContextCompleteWorker(Napi::Env env, ContextPtr context, 
       options_(std::move(options)),
       abort_(std::move(abort)),
       settlement_(std::make_shared<Settlement>(env)) {
+  watch_.emplace(env, abort_);
   settlement_->context = context_;
   if (onChunk.IsFunction()) {
     settlement_->pending = 2;
     std::shared_ptr<Settlement> settlement = settlement_;
     chunks_ = Napi::ThreadSafeFunction::New(env, onChunk.As<Napi::Function>(), "tea-llama:ContextCompleteChunk", 0, 1,
-                                            [settlement](Napi::Env finalizeEnv) {
-                                              Napi::HandleScope scope(finalizeEnv);
-                                              SettleOne(finalizeEnv, settlement);
-                                            });
+                                            [settlement](Napi::Env finalizeEnv) { SettleOne(finalizeEnv, settlement); });
   }
 }
 
@@ -93,6 +91,8 @@ void ContextCompleteWorker::Execute() {
     SetError("unknown native error");
   }
   context_->activeAbort.store(nullptr);
+  context_->activeWatch.store(nullptr);
+  watch_->Release();
   // Releasing the last thread lets the queue drain and then run the finalizer, which settles the promise.
   if (chunks_) chunks_->Release();
 }
@@ -119,6 +119,7 @@ void ContextCompleteWorker::Emit(const std::string& chunk) {
 void ContextCompleteWorker::Generate() {
   ContextHandle& h = *context_;
   h.activeAbort.store(abort_.get());
+  h.activeWatch.store(&*watch_);
   llama_context* ctx = h.ctx;
   const llama_vocab* vocab = h.model->vocab();
   const int32_t nCtx = static_cast<int32_t>(h.limit);
@@ -148,6 +149,7 @@ void ContextCompleteWorker::Generate() {
 
   const auto started = Clock::now();
   for (size_t i = keep; i < prompt.size(); i += static_cast<size_t>(nBatch)) {
+    watch_->Ping();
     const int32_t count = static_cast<int32_t>(std::min(prompt.size() - i, static_cast<size_t>(nBatch)));
     const int32_t status = llama_decode(ctx, llama_batch_get_one(prompt.data() + i, count));
     if (status != 0) {
@@ -179,6 +181,7 @@ void ContextCompleteWorker::Generate() {
   const auto generationStarted = Clock::now();
   int32_t position = nPrompt;
   while (true) {
+    watch_->Ping();
     if (h.abortRequested()) {
       result_.finishReason = "abort";
       break;
@@ -260,11 +263,22 @@ void ContextCompleteWorker::SettleOne(Napi::Env env, const std::shared_ptr<Settl
   if (--s->pending > 0) return;
   s->context->busy.store(false);
   s->context.reset();
-  if (s->failed) {
-    s->deferred.Reject(MakeError(env, s->code, s->message).Value());
+  // The chunk queue's finalizer also runs while a worker thread's environment is torn down (worker.terminate()
+  // during a generation), when no JavaScript can run and every N-API call fails: a Napi::Error escaping a
+  // finalizer is std::terminate. Nobody is left to receive the result then.
+  try {
+    Napi::HandleScope scope(env);
+    Settle(env, *s);
+  } catch (const Napi::Error&) {
+  }
+}
+
+void ContextCompleteWorker::Settle(Napi::Env env, const Settlement& s) {
+  if (s.failed) {
+    s.deferred.Reject(MakeError(env, s.code, s.message).Value());
     return;
   }
-  const CompletionResult& r = s->result;
+  const CompletionResult& r = s.result;
   Napi::Object out = Napi::Object::New(env);
   out.Set("text", Napi::String::New(env, r.text));
   out.Set("promptTokens", r.promptTokens);
@@ -277,7 +291,7 @@ void ContextCompleteWorker::SettleOne(Napi::Env env, const std::shared_ptr<Settl
   timings.Set("generationMs", r.generationMs);
   timings.Set("firstTokenMs", r.firstTokenMs);
   out.Set("timings", timings);
-  s->deferred.Resolve(out);
+  s.deferred.Resolve(out);
 }
 
 }  // namespace tea

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "abort_flag.h"
+#include "env_watch.h"
 #include "handles.h"
 #include "options.h"
 
@@ -47,7 +48,9 @@ class ContextCompleteWorker : public Napi::AsyncWorker {
     std::string message;
     int pending = 1;
   };
+  // Main thread: counts one of the two down; the last one releases the context and settles the promise. Never throws.
   static void SettleOne(Napi::Env env, const std::shared_ptr<Settlement>& settlement);
+  static void Settle(Napi::Env env, const Settlement& settlement);
 
   // Worker thread: hands Generate() to the context's compute thread and waits.
   void Execute() override;
@@ -63,6 +66,7 @@ class ContextCompleteWorker : public Napi::AsyncWorker {
   CompleteOptions options_;
   SharedFlag abort_;
   std::optional<Napi::ThreadSafeFunction> chunks_;
+  std::optional<EnvWatch> watch_;
   std::shared_ptr<Settlement> settlement_;
   CompletionResult result_;
   std::string code_ = "ERR_INTERNAL";

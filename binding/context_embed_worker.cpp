@@ -13,18 +13,28 @@ ContextEmbedWorker::ContextEmbedWorker(Napi::Env env, ContextPtr context, std::v
       context_(std::move(context)),
       texts_(std::move(texts)),
       normalize_(normalize),
-      abort_(std::move(abort)) {}
+      abort_(std::move(abort)) {
+  watch_.emplace(env, abort_);
+}
 
 void ContextEmbedWorker::Run() {
+  struct ReleaseWatch {
+    EnvWatch& watch;
+    ~ReleaseWatch() { watch.Release(); }
+  } releaseWatch{*watch_};
   context_->compute.Run([this] { Embed(); });
 }
 
 void ContextEmbedWorker::Embed() {
   ContextHandle& h = *context_;
   h.activeAbort.store(abort_.get());
+  h.activeWatch.store(&*watch_);
   struct ClearAbort {
     ContextHandle& h;
-    ~ClearAbort() { h.activeAbort.store(nullptr); }
+    ~ClearAbort() {
+      h.activeAbort.store(nullptr);
+      h.activeWatch.store(nullptr);
+    }
   } clearAbort{h};
 
   llama_context* ctx = h.ctx;
@@ -36,6 +46,7 @@ void ContextEmbedWorker::Embed() {
   h.cachedTokens.clear();
 
   for (size_t t = 0; t < texts_.size(); ++t) {
+    watch_->Ping();
     if (h.abortRequested()) throw TeaError("ERR_ABORTED", "embedding aborted");
     std::vector<llama_token> tokens = Tokenize(vocab, texts_[t], /*addSpecial=*/true, /*parseSpecial=*/true);
     const int32_t n = static_cast<int32_t>(tokens.size());

@@ -3,10 +3,12 @@
 
 #include <napi.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "abort_flag.h"
+#include "env_watch.h"
 #include "handles.h"
 #include "promise_worker.h"
 
@@ -32,6 +34,7 @@ class ContextEmbedWorker : public PromiseWorker {
   std::vector<std::string> texts_;
   bool normalize_;
   SharedFlag abort_;
+  std::optional<EnvWatch> watch_;
   std::vector<std::vector<float>> vectors_;
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compute_thread.h"
+#include "env_watch.h"
 #include "llama.h"
 
 namespace tea {
@@ -37,6 +38,8 @@ struct ContextHandle {
   std::atomic<bool> busy{false};
   // The running operation's cancellation flag; read by llama.cpp's abort callback on compute threads.
   std::atomic<std::atomic<bool>*> activeAbort{nullptr};
+  // The running operation's EnvWatch, pinged from the abort callback so a long decode notices worker.terminate().
+  std::atomic<EnvWatch*> activeWatch{nullptr};
   // Set by dispose(): aborts the running operation.
   std::atomic<bool> disposing{false};
 
@@ -62,7 +65,12 @@ struct ContextHandle {
   }
 
  private:
-  static bool ShouldAbort(void* self) { return static_cast<ContextHandle*>(self)->abortRequested(); }
+  // Called by ggml's first compute thread (the context's compute thread) between graph nodes.
+  static bool ShouldAbort(void* self) {
+    auto* handle = static_cast<ContextHandle*>(self);
+    if (EnvWatch* watch = handle->activeWatch.load()) watch->Ping();
+    return handle->abortRequested();
+  }
 };
 using ContextPtr = std::shared_ptr<ContextHandle>;
 

@@ -1,11 +1,13 @@
 #include "model_load_worker.h"
 
 #include "log.h"
+#include "vocab_check.h"
 
 namespace tea {
 
 ModelLoadWorker::ModelLoadWorker(Napi::Env env, std::string path, ModelOptions options, Napi::Value onProgress, SharedFlag abort)
     : PromiseWorker(env, "tea-llama:ModelLoad"), path_(std::move(path)), options_(options), abort_(std::move(abort)) {
+  watch_.emplace(env, abort_);
   if (onProgress.IsFunction()) {
     progress_ = Napi::ThreadSafeFunction::New(env, onProgress.As<Napi::Function>(), "tea-llama:ModelLoadProgress", 0, 1);
   }
@@ -15,6 +17,7 @@ ModelLoadWorker::~ModelLoadWorker() = default;
 
 bool ModelLoadWorker::OnProgress(float progress, void* self) {
   auto* worker = static_cast<ModelLoadWorker*>(self);
+  worker->watch_->Ping();
   const int percent = static_cast<int>(progress * 100.0f);
   if (worker->progress_ && percent != worker->lastPercent_) {
     worker->lastPercent_ = percent;
@@ -31,6 +34,10 @@ bool ModelLoadWorker::OnProgress(float progress, void* self) {
 }
 
 void ModelLoadWorker::Run() {
+  struct ReleaseWatch {
+    EnvWatch& watch;
+    ~ReleaseWatch() { watch.Release(); }
+  } releaseWatch{*watch_};
   if (abort_->load()) throw TeaError("ERR_ABORTED", "model load aborted");
   llama_model_params params = llama_model_default_params();
   params.n_gpu_layers = options_.gpuLayers;
@@ -38,6 +45,11 @@ void ModelLoadWorker::Run() {
   params.load_mode = options_.useMmap ? params.load_mode : LLAMA_LOAD_MODE_NONE;
   params.progress_callback = &ModelLoadWorker::OnProgress;
   params.progress_callback_user_data = this;
+  try {
+    CheckTokenTable(path_);
+  } catch (const TeaError& e) {
+    throw TeaError(e.code(), path_ + ": " + e.what());
+  }
   TakeLastError();
   llama_model* model = llama_model_load_from_file(path_.c_str(), params);
   if (model == nullptr) {
@@ -46,6 +58,12 @@ void ModelLoadWorker::Run() {
     throw TeaError("ERR_MODEL_INVALID", "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason));
   }
   handle_ = std::make_shared<ModelHandle>(model);
+  try {
+    CheckVocabulary(llama_model_get_vocab(model));
+  } catch (const TeaError& e) {
+    handle_.reset();
+    throw TeaError(e.code(), path_ + ": " + e.what());
+  }
   info_ = ModelInfo::Read(model, options_.vocabOnly);
 }
 

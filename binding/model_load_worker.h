@@ -7,6 +7,7 @@
 #include <string>
 
 #include "abort_flag.h"
+#include "env_watch.h"
 #include "handles.h"
 #include "model.h"
 #include "options.h"
@@ -36,6 +37,7 @@ class ModelLoadWorker : public PromiseWorker {
   ModelOptions options_;
   SharedFlag abort_;
   std::optional<Napi::ThreadSafeFunction> progress_;
+  std::optional<EnvWatch> watch_;
   int lastPercent_ = -1;
   ModelPtr handle_;
   ModelInfo info_;

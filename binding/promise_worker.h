@@ -49,21 +49,34 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnOK() final {
     Napi::Env env = Env();
     Settled();
-    try {
-      deferred_.Resolve(Result(env));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (const TeaError& e) {
-      deferred_.Reject(MakeError(env, e.code(), e.what()).Value());
-    } catch (const std::exception& e) {
-      deferred_.Reject(MakeError(env, "ERR_INTERNAL", e.what()).Value());
-    }
+    Unthrowing([&] {
+      try {
+        deferred_.Resolve(Result(env));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      } catch (const TeaError& e) {
+        deferred_.Reject(MakeError(env, e.code(), e.what()).Value());
+      } catch (const std::exception& e) {
+        deferred_.Reject(MakeError(env, "ERR_INTERNAL", e.what()).Value());
+      }
+    });
   }
 
   // Main thread.
   void OnError(const Napi::Error& error) final {
     Settled();
-    deferred_.Reject(MakeError(Env(), code_, error.Message()).Value());
+    Unthrowing([&] { deferred_.Reject(MakeError(Env(), code_, error.Message()).Value()); });
+  }
+
+  // A worker that finishes while its worker thread's environment is torn down (worker.terminate() during a load or
+  // an embedding) completes when no JavaScript can run: settling the promise fails with a Napi::Error, which
+  // node-addon-api cannot rethrow into JS either and turns into std::terminate. Nobody is left to receive it.
+  template <typename Fn>
+  static void Unthrowing(Fn&& fn) {
+    try {
+      fn();
+    } catch (const Napi::Error&) {
+    }
   }
 
   Napi::Promise::Deferred deferred_;

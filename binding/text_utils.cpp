@@ -1,12 +1,26 @@
 #include "text_utils.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "errors.h"
 
 namespace tea {
 
-std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial) {
+namespace {
+
+// llama.cpp's tokenizers look tokens up with .at() and .substr(): on a vocabulary that lacks a token they need
+// (a byte-fallback token, say) that throws std::out_of_range. The model is at fault, not the caller.
+template <typename Fn>
+auto VocabularyCall(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::logic_error& e) {
+    throw TeaError("ERR_MODEL_INVALID", std::string("the model's vocabulary cannot handle this text (") + e.what() + ")");
+  }
+}
+
+std::vector<llama_token> TokenizeUnchecked(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial) {
   if (text.size() > static_cast<size_t>(INT32_MAX) / 2) throw TeaError("ERR_INVALID_ARGUMENT", "text is too long to tokenize");
   const int32_t len = static_cast<int32_t>(text.size());
   std::vector<llama_token> tokens(static_cast<size_t>(len) + 2);
@@ -21,7 +35,7 @@ std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& t
   return tokens;
 }
 
-std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special) {
+std::string TokenToPieceUnchecked(const llama_vocab* vocab, llama_token token, bool special) {
   char small[64];
   int32_t n = llama_token_to_piece(vocab, token, small, sizeof(small), 0, special);
   if (n >= 0) return std::string(small, static_cast<size_t>(n));
@@ -32,7 +46,7 @@ std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool speci
   return big;
 }
 
-std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special) {
+std::string DetokenizeUnchecked(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special) {
   const int32_t nTokens = static_cast<int32_t>(tokens.size());
   std::string text(tokens.size() * 8 + 16, '\0');
   // remove_special: drop the BOS/EOS the tokenizer itself would add; unparse_special renders control tokens.
@@ -44,6 +58,20 @@ std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>&
   }
   text.resize(static_cast<size_t>(n));
   return text;
+}
+
+}  // namespace
+
+std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial) {
+  return VocabularyCall([&] { return TokenizeUnchecked(vocab, text, addSpecial, parseSpecial); });
+}
+
+std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special) {
+  return VocabularyCall([&] { return TokenToPieceUnchecked(vocab, token, special); });
+}
+
+std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special) {
+  return VocabularyCall([&] { return DetokenizeUnchecked(vocab, tokens, special); });
 }
 
 size_t IncompleteUtf8Tail(const std::string& text) {

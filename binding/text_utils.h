@@ -8,6 +8,7 @@
 
 namespace tea {
 
+// A std::logic_error from llama.cpp's tokenizer (a token the vocabulary lacks) becomes ERR_MODEL_INVALID.
 std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial);
 std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special);
 std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special);

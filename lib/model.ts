@@ -8,7 +8,7 @@ import { readGguf } from './gguf';
 import type { NativeAbortFlag, NativeCompleteOptions, NativeContext, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { OperationQueue } from './operation-queue';
-import { checkHyperparameters } from './preflight';
+import { checkHyperparameters, checkTensors } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
@@ -44,6 +44,26 @@ interface ResolvedLoadOptions {
   threads: number;
   batchSize: number;
   seed: number | undefined;
+}
+
+/** The abort flags of every load and operation running in this thread, for the exit hook below. */
+const inFlight = new Set<NativeAbortFlag>();
+let exitHook = false;
+
+/**
+ * Tracks a running load or operation until the returned function is called. process.exit() (and the exit after
+ * an uncaught exception) joins libuv's thread pool, which waits for native work in progress: without this hook a
+ * running generation would hold the process for as long as it takes. At exit, everything running is aborted.
+ */
+function track(flag: NativeAbortFlag): () => void {
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const running of inFlight) running.abort();
+    });
+  }
+  inFlight.add(flag);
+  return () => inFlight.delete(flag);
 }
 
 /** Links an AbortSignal to a native flag; returns the unlink function. */
@@ -147,6 +167,7 @@ export class LlamaModel implements AsyncDisposable {
       const context = await this.#generationContext();
       const flag = new (getBinding().AbortFlag)();
       const unlink = linkSignal(signal, flag);
+      const untrack = track(flag);
       this.#running.add(flag);
       let callbackError: unknown;
       const sink = onChunk
@@ -181,6 +202,7 @@ export class LlamaModel implements AsyncDisposable {
         throw callbackError ?? toLlamaError(error);
       } finally {
         unlink();
+        untrack();
         this.#running.delete(flag);
       }
     }, signal);
@@ -230,6 +252,7 @@ export class LlamaModel implements AsyncDisposable {
       const context = await this.#embeddingContext(pooling);
       const flag = new (getBinding().AbortFlag)();
       const unlink = linkSignal(signal, flag);
+      const untrack = track(flag);
       this.#running.add(flag);
       try {
         const vectors = await context.embed(texts, normalize, flag);
@@ -238,6 +261,7 @@ export class LlamaModel implements AsyncDisposable {
         throw toLlamaError(error);
       } finally {
         unlink();
+        untrack();
         this.#running.delete(flag);
       }
     }, signal);
@@ -334,12 +358,16 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (gguf.tensors.length === 0 && !vocabOnly) {
     throw new LlamaError('ERR_MODEL_VOCAB_ONLY', `${absolute} holds no weights (a vocabulary-only file): load it with { vocabOnly: true }`);
   }
-  if (!vocabOnly) checkHyperparameters(gguf, absolute);
+  if (!vocabOnly) {
+    checkHyperparameters(gguf, absolute);
+    checkTensors(gguf, absolute);
+  }
   const fileSize = (await stat(absolute)).size;
 
   const binding = getBinding();
   const flag = new binding.AbortFlag();
   const unlink = linkSignal(signal, flag);
+  const untrack = track(flag);
   // Progress arrives through a thread-safe queue that may trail the load's completion: events after it are
   // dropped, and a final 1 is reported before the promise resolves.
   let lastProgress = -1;
@@ -360,6 +388,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     throw toLlamaError(error);
   } finally {
     unlink();
+    untrack();
   }
   if (lastProgress < 1) report(1);
   loaded = true;

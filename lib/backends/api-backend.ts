@@ -1,7 +1,7 @@
 import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
-import { displayUrl, HttpClient, type IdleTimer } from './http-client';
+import { displayUrl, HttpClient } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
 import { parseSse } from './sse';
 
@@ -201,7 +201,10 @@ export class ApiLlmBackend extends BaseLlmBackend {
     let timings: ServerTimings | undefined;
     let done = false;
     try {
-      for await (const event of parseSse(this.#touching(response, timer))) {
+      for await (const event of parseSse(this.#bytes(response))) {
+        // timeoutMs is the longest gap between two events: bytes that never complete one, or keep-alive comments,
+        // do not hold a stream open for ever.
+        timer.touch();
         // Events already received stay buffered after an abort: stop at the next one.
         if (request.signal.aborted) throw new LlamaError('ERR_ABORTED', `${where} aborted`);
         if (event.data === '[DONE]') {
@@ -234,7 +237,9 @@ export class ApiLlmBackend extends BaseLlmBackend {
         if (choice.finish_reason) reason = choice.finish_reason;
       }
     } catch (error) {
-      throw this.#http.failure(error, where, timer, request.signal);
+      // The final event (with its finish reason) came, then the server went quiet without [DONE] and without
+      // closing: the answer is complete.
+      if (!(timer.fired && reason && !request.signal.aborted)) throw this.#http.failure(error, where, timer, request.signal);
     } finally {
       timer.clear();
       if (!done) await response.body?.cancel().catch(() => undefined);
@@ -251,13 +256,10 @@ export class ApiLlmBackend extends BaseLlmBackend {
     };
   }
 
-  /** The response body, restarting the idle timer at every read. */
-  async *#touching(response: Response, timer: IdleTimer): AsyncGenerator<Uint8Array> {
+  /** The response body's bytes (none when there is no body). */
+  async *#bytes(response: Response): AsyncGenerator<Uint8Array> {
     if (!response.body) return;
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      timer.touch();
-      yield chunk;
-    }
+    yield* response.body as unknown as AsyncIterable<Uint8Array>;
   }
 
   #timings(t: ServerTimings | undefined): EngineResult['timings'] {

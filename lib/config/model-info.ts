@@ -63,12 +63,21 @@ function num(value: GgufMetadataValue | undefined): number | undefined {
   return undefined;
 }
 
+/** LLAMA_MAX_LAYERS: a header claiming more layers is lying (and must not size an allocation). */
+const MAX_LAYERS = 512;
+
 /** A per-layer value: a scalar for every layer, or an array with one entry per layer. */
 function perLayer(value: GgufMetadataValue | undefined, layers: number): number[] | undefined {
   const scalar = num(value);
   if (scalar !== undefined) return new Array<number>(layers).fill(scalar);
   if (Array.isArray(value) && value.length === layers) return (value as Array<number | bigint>).map(Number);
   return undefined;
+}
+
+/** A count read from an untrusted header: a safe integer >= 0, else undefined. */
+function count(value: GgufMetadataValue | undefined): number | undefined {
+  const n = num(value);
+  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 /** phi / gemma as a word start in a name ("microsoft_Phi-4-mini", "gemma-3n"), not inside one ("dolphin"). */
@@ -94,18 +103,20 @@ export function kvBytesPerToken(file: GgufFile): number | null {
   const arch = file.metadata['general.architecture'];
   if (typeof arch !== 'string') return null;
   const get = (key: string) => file.metadata[`${arch}.${key}`];
-  const layers = num(get('block_count'));
-  const embd = num(get('embedding_length'));
-  if (!layers || !embd) return null;
+  const layers = count(get('block_count'));
+  const embd = count(get('embedding_length'));
+  if (!layers || layers > MAX_LAYERS || !embd) return null;
   const heads = perLayer(get('attention.head_count'), layers);
   if (!heads) return null;
   const kvHeads = perLayer(get('attention.head_count_kv'), layers) ?? heads;
   const maxHeads = Math.max(...heads);
   if (!(maxHeads > 0)) return null;
-  const keyLength = num(get('attention.key_length')) ?? embd / maxHeads;
-  const valueLength = num(get('attention.value_length')) ?? embd / maxHeads;
+  const keyLength = count(get('attention.key_length')) ?? embd / maxHeads;
+  const valueLength = count(get('attention.value_length')) ?? embd / maxHeads;
   const F16 = 2;
-  return kvHeads.reduce((sum, h) => sum + h * (keyLength + valueLength) * F16, 0);
+  const bytes = kvHeads.reduce((sum, h) => sum + h * (keyLength + valueLength) * F16, 0);
+  // Negative, fractional or absurd head counts: no estimate rather than a nonsense one.
+  return Number.isFinite(bytes) && bytes > 0 && kvHeads.every((h) => Number.isSafeInteger(h) && h >= 0) ? bytes : null;
 }
 
 function gib(bytes: number): string {
@@ -132,7 +143,7 @@ export async function getModelInfo(path: string, options: GetModelInfoOptions = 
   const file = await readGguf(absolute);
   const arch = typeof file.metadata['general.architecture'] === 'string' ? (file.metadata['general.architecture'] as string) : null;
   const trained = arch ? num(file.metadata[`${arch}.context_length`]) : undefined;
-  const trainedContextLength = trained && trained > 0 ? trained : null;
+  const trainedContextLength = trained !== undefined && Number.isSafeInteger(trained) && trained > 0 ? trained : null;
   const { family, source: familySource } = familyOf(file, absolute);
   const template = file.metadata['tokenizer.chat_template'];
   const chatTemplate = typeof template === 'string' && template.length > 0 ? template : null;
