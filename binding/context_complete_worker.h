@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,7 +57,9 @@ class ContextCompleteWorker : public Napi::AsyncWorker {
   void Execute() override;
   // Compute thread: the token loop.
   void Generate();
-  void Emit(const std::string& chunk);
+  // Compute thread: adds text to the result and passes it on to the chunk callback, merged with what follows when
+  // less than kChunkInterval passed since the last call; `last` sends whatever is left.
+  void Emit(const std::string& chunk, bool last);
   // Main thread.
   void OnOK() override;
   void OnError(const Napi::Error& error) override;
@@ -66,6 +69,9 @@ class ContextCompleteWorker : public Napi::AsyncWorker {
   CompleteOptions options_;
   SharedFlag abort_;
   std::optional<Napi::ThreadSafeFunction> chunks_;
+  static constexpr std::chrono::microseconds kChunkInterval{1000};
+  std::string unsent_;
+  std::chrono::steady_clock::time_point lastSent_{};
   std::optional<EnvWatch> watch_;
   std::shared_ptr<Settlement> settlement_;
   CompletionResult result_;

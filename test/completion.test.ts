@@ -57,7 +57,10 @@ describe.runIf(haveModel(STORIES))('completion on stories260K', () => {
     const whole = await model.complete(PROMPTS[1], { maxTokens: 80, temperature: 0 });
     const chunks: string[] = [];
     const viaCallback = await model.complete(PROMPTS[1], { maxTokens: 80, temperature: 0, onChunk: (c) => chunks.push(c) });
-    expect(chunks.length).toBeGreaterThan(10);
+    // stories260K makes thousands of tokens per second: tokens less than 1 ms apart arrive merged, so fewer chunks
+    // than tokens, but still a stream.
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.length).toBeLessThanOrEqual(viaCallback.completionTokens);
     expect(chunks.join('')).toBe(whole.text);
     expect(viaCallback.text).toBe(whole.text);
 
