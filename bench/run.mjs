@@ -1,0 +1,498 @@
+#!/usr/bin/env node
+// tea-llama's benchmark: token throughput and overheads side by side with llama.cpp's own llama-bench (the
+// ceiling), node-llama-cpp (installed on demand into a temporary folder) and tea-llama's API backend against
+// llama-server, all built from or pinned to the same llama.cpp release, with the same threads, context and
+// batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
+// rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
+//
+//   npm run bench                           full run (about 15 minutes on 2 cores)
+//   npm run bench -- --quick                a quick development run (about a minute)
+//   npm run bench -- --model my.gguf        your own model(s) instead of the default set (repeatable)
+//   npm run bench -- --help                 every option
+//
+// Outputs in bench/results/: <timestamp>.json (every sample, git-ignored), and <name>.md and <name>.svg where
+// name is `latest` for a full default run, `quick` for --quick and `custom` otherwise (or --out NAME).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { renderChart } from './chart.mjs';
+import { CONTENDER_IDS, CONTENDERS, runSession } from './contenders.mjs';
+import { ensureNodeLlamaCpp, NLC_VERSION } from './nlc.mjs';
+import { makePrompt, makeTexts } from './prompts.mjs';
+import { renderMarkdown } from './report.mjs';
+import { now, summarize } from './stats.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const exe = process.platform === 'win32' ? '.exe' : '';
+const tool = (name) => join(root, 'build', 'tools', name + exe);
+const sharedModels = process.env.TEA_TEST_MODELS_DIR || resolve(root, '../shared/models');
+
+// The default model set. Sizes are chosen so that a full run (3 runs x 2 thread counts x 4 contenders) stays
+// well under 20 minutes on a 2-core machine: the ~1B model, where one pp512 takes seconds, gets pp128 only and
+// a smaller embeddings batch.
+const DEFAULT_MODELS = [
+  { name: 'stories260K', file: join(sharedModels, 'stories260K.gguf') },
+  { name: '130m Q4_K_M', preset: '130m', quant: 'Q4_K_M' },
+  { name: '130m Q8_0', preset: '130m', quant: 'Q8_0' },
+  { name: '1b Q4_K_M', preset: '1b', quant: 'Q4_K_M', pp: [128], embed: 8 },
+];
+const QUICK_MODELS = [DEFAULT_MODELS[0], DEFAULT_MODELS[1]];
+
+const TESTS = ['pp', 'ttft', 'tg', 'stream', 'embed'];
+
+const HELP = `usage: npm run bench -- [options]
+
+  --quick              development run: stories260K and 130m Q4_K_M, 1 run, short tests
+  --model FILE         benchmark this GGUF instead of the default set (repeatable)
+  --threads LIST       thread counts, e.g. 1,2 (default 1,2; --quick: 2)
+  --runs N             repetitions of every session (default 3; --quick: 1)
+  --contenders LIST    any of ${CONTENDER_IDS.join(',')} (default all; bench: llama-bench, tea: tea-llama's
+                       source build, pre: its prebuilt binary, nlc: node-llama-cpp, api: the API backend and llama-server)
+  --pp LIST            prompt sizes (default 128,512; --quick: 128)
+  --pp-reps N          prompt-processing repetitions within a session, median kept (default 3; --quick: 1):
+                       one pp of a small model takes milliseconds, too short for a single sample
+  --tg N               generated tokens (default 128; --quick: 32)
+  --tests LIST         any of ${TESTS.join(',')} (default all)
+  --embed N            texts in the embeddings batch, 0 to skip (default 32; --quick: 8)
+  --ctx N              context size for every contender (default 1024)
+  --batch N            batch and micro-batch size for every contender (default 512)
+  --max-minutes N      stop starting sessions after N minutes (default 19; --quick: 5), and cut a session that runs
+                       over 5x its own 1-thread duration: a busy machine gives a partial, flagged report in time
+  --out NAME           base name of the .md/.svg outputs in bench/results (default latest, quick or custom)
+  --render FILE        only rewrite the .md/.svg from a results JSON of an earlier run
+  --nlc-dir DIR        where node-llama-cpp ${NLC_VERSION} is (or gets) installed (default: a folder in the OS temp dir)
+`;
+
+function parseArgs(argv) {
+  const o = { models: [] };
+  const list = (v, f = Number) => v.split(',').filter(Boolean).map(f);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const value = () => {
+      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${name} needs a value`);
+      return v;
+    };
+    switch (name) {
+      case '-h':
+      case '--help':
+        o.help = true;
+        break;
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--model':
+        o.models.push(resolve(value()));
+        break;
+      case '--threads':
+        o.threads = list(value());
+        break;
+      case '--runs':
+        o.runs = Number(value());
+        break;
+      case '--pp-reps':
+        o.ppReps = Number(value());
+        break;
+      case '--contenders':
+        o.contenders = list(value(), String);
+        break;
+      case '--pp':
+        o.pp = list(value());
+        break;
+      case '--tg':
+        o.tg = Number(value());
+        break;
+      case '--tests':
+        o.tests = list(value(), String);
+        break;
+      case '--embed':
+        o.embed = Number(value());
+        break;
+      case '--ctx':
+        o.ctx = Number(value());
+        break;
+      case '--batch':
+        o.batch = Number(value());
+        break;
+      case '--max-minutes':
+        o.maxMinutes = Number(value());
+        break;
+      case '--out':
+        o.out = value();
+        break;
+      case '--render':
+        o.render = resolve(value());
+        break;
+      case '--nlc-dir':
+        o.nlcDir = resolve(value());
+        break;
+      default:
+        throw new Error(`unknown option ${a} (see --help)`);
+    }
+  }
+  const positive = (v, what) => {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${what} must be a positive integer`);
+  };
+  const q = o.quick;
+  const config = {
+    quick: Boolean(q),
+    threads: o.threads ?? (q ? [2] : [1, 2]),
+    runs: o.runs ?? (q ? 1 : 3),
+    ppReps: o.ppReps ?? (q ? 1 : 3),
+    contenders: o.contenders ?? CONTENDER_IDS,
+    pp: o.pp ?? (q ? [128] : [128, 512]),
+    tg: o.tg ?? (q ? 32 : 128),
+    tests: o.tests ?? TESTS,
+    embed: o.embed ?? (q ? 8 : 32),
+    maxMinutes: o.maxMinutes ?? (q ? 5 : 19),
+    ctx: o.ctx ?? 1024,
+    batch: o.batch ?? 512,
+    userModels: o.models,
+    nlcDir: o.nlcDir,
+    out: o.out ?? (o.models.length > 0 || o.threads || o.runs || o.ppReps || o.contenders || o.pp || o.tg || o.embed !== undefined || o.tests || o.ctx || o.batch ? 'custom' : q ? 'quick' : 'latest'),
+    help: o.help,
+    render: o.render,
+    outGiven: o.out !== undefined,
+  };
+  config.threads.forEach((t) => positive(t, '--threads'));
+  config.pp.forEach((n) => positive(n, '--pp'));
+  positive(config.runs, '--runs');
+  positive(config.ppReps, '--pp-reps');
+  positive(config.tg, '--tg');
+  positive(config.ctx, '--ctx');
+  if (!(config.maxMinutes > 0)) throw new Error('--max-minutes must be a positive number');
+  positive(config.batch, '--batch');
+  if (!Number.isInteger(config.embed) || config.embed < 0) throw new Error('--embed must be 0 or a positive integer');
+  for (const t of config.tests) if (!TESTS.includes(t)) throw new Error(`unknown test ${t} (known: ${TESTS.join(', ')})`);
+  if (!config.tests.includes('pp') && !config.tests.includes('tg')) config.contenders = config.contenders.filter((c) => c !== 'bench');
+  for (const c of config.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender ${c} (known: ${CONTENDER_IDS.join(', ')})`);
+  if (!/^[\w.-]+$/.test(config.out)) throw new Error('--out must be a plain file name');
+  const longest = Math.max(...config.pp, 128, config.tg + 16);
+  if (longest >= config.ctx) throw new Error(`--ctx ${config.ctx} is too small for a ${longest}-token test`);
+  return config;
+}
+
+// ---- progress line ---------------------------------------------------------------------------------------
+
+const tty = process.stderr.isTTY;
+let lastLine = '';
+/** One progress line on stderr, rewritten in place on a terminal; elsewhere (a log) only the major lines. */
+function status(line, final = false, minor = false) {
+  if (tty) process.stderr.write(`\r\x1b[K${line}${final ? '\n' : ''}`);
+  else if (!minor && line !== lastLine) process.stderr.write(`${line}\n`);
+  lastLine = line;
+}
+const clock = (ms) => {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+
+// ---- machine ---------------------------------------------------------------------------------------------
+
+function uptimeLine() {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `load average: ${loadavg().map((x) => x.toFixed(2)).join(', ')}`;
+  }
+}
+
+function machine() {
+  let cpuModel = cpus()[0]?.model ?? 'unknown';
+  let logical = cpus().length;
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    cpuModel = /^model name\s*:\s*(.+)$/m.exec(info)?.[1] ?? cpuModel;
+    logical = (info.match(/^processor\s*:/gm) ?? []).length || logical;
+  } catch {
+    // not Linux
+  }
+  return { cpuModel, logicalCpus: logical, availableParallelism: availableParallelism(), memoryGB: totalmem() / 2 ** 30, platform: `${process.platform}-${process.arch}`, node: process.version };
+}
+
+// ---- models and inputs -------------------------------------------------------------------------------------
+
+async function resolveModels(config) {
+  if (config.userModels.length > 0) {
+    return config.userModels.map((file) => {
+      if (!existsSync(file)) throw new Error(`${file} not found`);
+      return { name: basename(file).replace(/\.gguf$/i, ''), file };
+    });
+  }
+  const set = config.quick ? QUICK_MODELS : DEFAULT_MODELS;
+  const out = [];
+  for (const m of set) {
+    if (m.file) {
+      if (!existsSync(m.file)) throw new Error(`${m.file} not found (set TEA_TEST_MODELS_DIR, or pass --model)`);
+      out.push({ ...m });
+      continue;
+    }
+    const { ensureSyntheticModel } = await import(pathHref(join(root, 'scripts', 'synthetic-model.mjs')));
+    status(`[bench] synthetic model ${m.name}: making or reusing it in .cache/models`);
+    const file = await ensureSyntheticModel({
+      preset: m.preset,
+      quant: m.quant,
+      vocab: join(sharedModels, 'ggml-vocab-phi-3.gguf'),
+      cacheDir: join(root, '.cache', 'models'),
+      quantizeBin: tool('llama-quantize'),
+      seed: 1,
+      log: (line) => status(`[bench] ${line}`),
+    });
+    out.push({ ...m, name: `synthetic ${m.name}`, file });
+  }
+  return out;
+}
+
+function pathHref(p) {
+  return new URL(`file://${p.startsWith('/') ? '' : '/'}${p.replace(/\\/g, '/')}`).href;
+}
+
+/** The inputs of one run on one model: the same for every contender, different in every run. */
+function makeInputs(tokenize, model, config, run) {
+  const seed = (test) => 1000 * run + test;
+  // A model may run fewer prompt sizes than the others (model.pp), never sizes the run does not ask for.
+  const chosen = model.pp ? model.pp.filter((n) => config.pp.includes(n)) : config.pp;
+  const ppSizes = chosen.length > 0 ? chosen : [Math.min(...config.pp)];
+  const has = (test) => config.tests.includes(test);
+  return {
+    ready: makePrompt(tokenize, 4, seed(1)),
+    warmup: makePrompt(tokenize, 8, seed(2)),
+    pp: has('pp') ? ppSizes.map((n, i) => ({ n, ...makePrompt(tokenize, n, seed(10 + i)) })) : [],
+    ttft: has('ttft') ? makePrompt(tokenize, 128, seed(3)) : undefined,
+    // tg prompts are 2 tokens (BOS and one more): generation starts near position 0, as llama-bench's does.
+    tg: has('tg') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(4)) } : undefined,
+    tgStream: has('stream') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(5)) } : undefined,
+    embed: has('embed') && config.embed > 0 ? makeTexts(Math.min(config.embed, model.embed ?? config.embed), seed(6)) : undefined,
+  };
+}
+
+// ---- main --------------------------------------------------------------------------------------------------
+
+async function main() {
+  const config = parseArgs(process.argv.slice(2));
+  if (config.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (config.render) {
+    const results = JSON.parse(readFileSync(config.render, 'utf8'));
+    writeOutputs(results, config.outGiven ? config.out : results.config.out, basename(config.render));
+    return;
+  }
+  const started = now();
+  const uptimeBefore = uptimeLine();
+  const loadBefore = loadavg();
+
+  const tea = createRequire(import.meta.url)(root);
+  const needTools = ['llama-bench', 'llama-server', 'llama-quantize'].filter((t) => !existsSync(tool(t)));
+  if (needTools.length > 0) {
+    status(`[bench] building llama.cpp's tools (${needTools.join(', ')} missing): node scripts/build-native.mjs --tools --if-missing`, true);
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--tools', '--if-missing'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('building the tools failed');
+  }
+
+  const models = await resolveModels(config);
+  let contenders = [...config.contenders];
+  const notes = [];
+  let prebuildInfo;
+  if (contenders.includes('pre')) {
+    const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+    const preInfo = existsSync(dir) ? spawnSync(process.execPath, ['-p', 'const t = require("."); JSON.stringify({ ...t.nativeInfo(), systemInfo: t.systemInfo() })'], { cwd: root, env: { ...process.env, PREBUILDS_ONLY: '1' }, encoding: 'utf8' }) : undefined;
+    if (preInfo?.status === 0) {
+      prebuildInfo = JSON.parse(preInfo.stdout);
+    } else {
+      const why = existsSync(dir) ? (preInfo?.stderr ?? '').trim().split('\n').pop() : `no ${relative(root, dir)} (npm run build:prebuild makes it)`;
+      notes.push(`tea-llama prebuild left out: ${why}`);
+      contenders = contenders.filter((c) => c !== 'pre');
+    }
+  }
+  let nlcDir;
+  if (contenders.includes('nlc')) {
+    try {
+      nlcDir = await ensureNodeLlamaCpp({ dir: config.nlcDir, log: (line) => status(`[bench] ${line}`) });
+    } catch (error) {
+      notes.push(`node-llama-cpp left out: ${error.message.split('\n')[0]}`);
+      status(`[bench] node-llama-cpp left out: ${error.message.split('\n')[0]}`, true);
+      contenders = contenders.filter((c) => c !== 'nlc');
+    }
+  }
+
+  // Inputs per model and run, tokenized by the model's own vocabulary.
+  const inputs = new Map();
+  for (const model of models) {
+    const vocab = await tea.loadModel(model.file, { vocabOnly: true });
+    const tokenize = (text) => vocab.tokenize(text);
+    const info = vocab.info;
+    model.meta = { file: relative(root, model.file), sizeMB: info.fileSize / 2 ** 20, architecture: info.architecture, parameters: info.parameterCount, vocabSize: info.vocabSize, description: info.description };
+    for (let run = 1; run <= config.runs; run++) inputs.set(`${model.name}|${run}`, makeInputs(tokenize, model, config, run));
+    await vocab.dispose();
+  }
+
+  // The plan: every run visits every model and thread count; the contenders' order rotates so none always
+  // goes first (or right after another one's heaviest test).
+  const plan = [];
+  for (let run = 1; run <= config.runs; run++) {
+    models.forEach((model, mi) => {
+      config.threads.forEach((threads, ti) => {
+        const shift = (run - 1 + mi + ti) % contenders.length;
+        for (const contender of [...contenders.slice(shift), ...contenders.slice(0, shift)]) plan.push({ run, model, threads, contender });
+      });
+    });
+  }
+
+  // Ctrl-C or a SIGTERM ends the run early but still writes the report of what was measured.
+  const interrupt = new AbortController();
+  const onSignal = (name) => {
+    if (interrupt.signal.aborted) process.exit(130);
+    notes.push(`Interrupted by ${name}: the sessions after that were not run.`);
+    status(`[bench] ${name}: stopping, writing the report of what was measured (again to quit at once)`, true);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const sessions = [];
+  const durations = new Map(); // model|threads|contender -> wall ms of its first complete session, for the ETA
+  const deadline = started + config.maxMinutes * 60_000;
+  for (let i = 0; i < plan.length; i++) {
+    const { run, model, threads, contender } = plan[i];
+    const key = `${model.name}|${threads}|${contender}`;
+    const record = { run, model: model.name, threads, contender, loadavg1: loadavg()[0] };
+    sessions.push(record);
+    if (now() > deadline || interrupt.signal.aborted) {
+      record.skipped = true;
+      continue;
+    }
+    const elapsed = now() - started;
+    const remaining = plan.slice(i).reduce((sum, p) => sum + (durations.get(`${p.model.name}|${p.threads}|${p.contender}`) ?? elapsed / Math.max(i, 1)), 0);
+    const head = `[bench] ${i + 1}/${plan.length} run ${run}/${config.runs} · ${model.name} · ${threads} thr · ${CONTENDERS[contender].short}`;
+    const tail = `${clock(elapsed)} elapsed${i > 0 ? `, ~${clock(remaining)} left` : ''}`;
+    status(`${head} · ${tail}`);
+    // A session may take 5x what the same model and contender took with the fewest threads (more threads are
+    // never slower on an idle machine), and never past the deadline.
+    const reference = Math.min(...config.threads.map((t) => durations.get(`${model.name}|${t}|${contender}`) ?? Infinity));
+    const timeoutMs = Math.max(1000, Math.min(deadline - now(), Number.isFinite(reference) ? Math.max(30_000, 5 * reference) : Infinity));
+    const spec = {
+      contender,
+      root,
+      model: model.file,
+      threads,
+      ctx: config.ctx,
+      batch: config.batch,
+      ppReps: config.ppReps,
+      inputs: inputs.get(`${model.name}|${run}`),
+      benchBin: tool('llama-bench'),
+      serverBin: tool('llama-server'),
+      nlcDir,
+    };
+    try {
+      const r = await runSession(spec, (test) => status(`${head} · ${test} · ${tail}`, false, true), timeoutMs, interrupt.signal);
+      Object.assign(record, r);
+      if (r.cut) status(`[bench] ${model.name} · ${threads} thr · ${CONTENDERS[contender].short}: cut after ${clock(r.wallMs)} (run ${run}), partial samples kept`, true);
+      else if (!durations.has(key)) durations.set(key, r.wallMs);
+    } catch (error) {
+      record.error = error.message;
+      record.samples = error.partial;
+      status(`[bench] ${model.name} · ${threads} thr · ${CONTENDERS[contender].short} failed: ${error.message.split('\n')[0]}`, true);
+    }
+  }
+  const skipped = sessions.filter((s) => s.skipped).length;
+  if (skipped > 0) {
+    if (!interrupt.signal.aborted) notes.push(`${skipped} of ${plan.length} sessions skipped: the run reached its ${config.maxMinutes}-minute limit (--max-minutes).`);
+  }
+  const cut = sessions.filter((s) => s.cut);
+  if (cut.length > 0) {
+    notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model} ${s.threads} thr ${CONTENDERS[s.contender].short}`).join('; ')}.`);
+  }
+
+  const uptimeAfter = uptimeLine();
+  const loadAfter = loadavg();
+  const wallMs = now() - started;
+  status(`[bench] done in ${clock(wallMs)}`, true);
+
+  const results = {
+    date: new Date().toISOString(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: machine(),
+    load: { before: loadBefore, after: loadAfter, uptimeBefore, uptimeAfter, duringMax1min: Math.max(...sessions.filter((s) => !s.skipped).map((s) => s.loadavg1)) },
+    wallMs,
+    config: { ...config, contenders, userModels: undefined },
+    versions: {
+      teaLlama: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
+      native: { ...tea.nativeInfo(), systemInfo: tea.systemInfo() },
+      prebuild: prebuildInfo,
+      llamaCpp: readLock(),
+      nodeLlamaCpp: NLC_VERSION,
+    },
+    models: models.map((m) => {
+      const first = inputs.get(`${m.name}|1`);
+      return { name: m.name, ...m.meta, pp: first.pp.map((p) => p.n), embedTexts: first.embed?.length ?? 0 };
+    }),
+    notes,
+    sessions,
+    summary: aggregate(sessions),
+  };
+
+  const dir = join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  const jsonName = `${results.date.replace(/[:.]/g, '-')}.json`;
+  writeFileSync(join(dir, jsonName), JSON.stringify(results, null, 1));
+  process.stderr.write(`[bench] wrote bench/results/${jsonName}\n`);
+  writeOutputs(results, config.out, jsonName);
+}
+
+function writeOutputs(results, name, jsonName) {
+  const dir = join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  const chartPath = join(dir, `${name}.svg`);
+  writeFileSync(chartPath, renderChart(results));
+  const mdPath = join(dir, `${name}.md`);
+  writeFileSync(mdPath, renderMarkdown(results, { chart: basename(chartPath), json: jsonName }));
+  process.stderr.write(`[bench] wrote ${relative(root, mdPath)}, ${relative(root, chartPath)}\n`);
+  process.stdout.write(readFileSync(mdPath, 'utf8'));
+}
+
+function readLock() {
+  try {
+    return JSON.parse(readFileSync(join(root, 'vendor', 'llama.cpp.lock.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+const METRICS = ['pp128', 'pp512', 'tg', 'tgStream', 'ttftMs', 'embedPerSecond', 'loadMs', 'rssMB', 'lagP50', 'lagP99', 'lagMax'];
+
+/** { [model]: { [threads]: { [contender]: { [metric]: summary } } } } */
+function aggregate(sessions) {
+  const out = {};
+  for (const s of sessions) {
+    if (!s.samples) continue;
+    const slot = (((out[s.model] ??= {})[s.threads] ??= {})[s.contender] ??= {});
+    const values = { ...s.samples, lagP50: s.samples.lag?.p50, lagP99: s.samples.lag?.p99, lagMax: s.samples.lag?.max };
+    for (const [k, v] of Object.entries(values)) {
+      if (typeof v !== 'number') continue;
+      if (!METRICS.includes(k) && !/^pp\d+$/.test(k)) continue;
+      (slot[k] ??= []).push(v);
+    }
+  }
+  for (const byThreads of Object.values(out)) {
+    for (const byContender of Object.values(byThreads)) {
+      for (const metrics of Object.values(byContender)) {
+        for (const [k, v] of Object.entries(metrics)) metrics[k] = { ...summarize(v), samples: v };
+      }
+    }
+  }
+  return out;
+}
+
+main().catch((error) => {
+  status(`[bench] failed: ${error.stack ?? error}`, true);
+  process.exitCode = 1;
+});
