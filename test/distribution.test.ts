@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel } from '../lib';
 import { haveModel, modelPath, repoRoot, STORIES } from './support/models';
+import { syntheticModel } from './support/synthetic';
 
 const PROMPT = 'Once upon a time';
 
@@ -55,14 +56,14 @@ describe.runIf(process.platform === 'linux' && haveModel(STORIES))('the packed t
     }
   });
 
-  const run = (extraEnv: NodeJS.ProcessEnv = {}) => {
+  const run = (extraEnv: NodeJS.ProcessEnv = {}, model = modelPath(STORIES), maxTokens = 64) => {
     const script = `
       const t = require('tea-llama');
       (async () => {
-        const m = await t.loadModel(${JSON.stringify(modelPath(STORIES))}, { contextSize: 256 });
-        const r = await m.complete(${JSON.stringify(PROMPT)}, { maxTokens: 64, temperature: 0 });
+        const m = await t.loadModel(${JSON.stringify(model)}, { contextSize: 256, threads: 2 });
+        const r = await m.complete(${JSON.stringify(PROMPT)}, { maxTokens: ${maxTokens}, temperature: 0 });
         await m.dispose();
-        console.log(JSON.stringify({ text: r.text, native: t.nativeInfo() }));
+        console.log(JSON.stringify({ text: r.text, tokens: r.completionTokens, finishReason: r.finishReason, native: t.nativeInfo() }));
       })();`;
     const options = { cwd: project, env: { ...env, ...extraEnv }, encoding: 'utf8' as const, stdio: 'pipe' as const };
     return JSON.parse(execFileSync('node', ['-e', script], options));
@@ -121,6 +122,40 @@ describe.runIf(process.platform === 'linux' && haveModel(STORIES))('the packed t
     expect(ran).toEqual(expect.arrayContaining(['x64', 'haswell']));
     console.log(`[distribution] CPU variants that run here: ${ran.join(', ')}`);
   });
+
+  it('quantized models (Q4_K_M, Q8_0) generate through the prebuild on every CPU variant that runs here', async () => {
+    // stories260K is F32: the quantized kernels (where a CPU that advertises AMX crashed a GGML_NATIVE build) need
+    // their own run. Random weights, so the text may differ between SIMD widths; each must generate, not fault.
+    const q4 = await syntheticModel('130m', 'Q4_K_M');
+    const q8 = await syntheticModel('tiny', 'Q8_0');
+    const auto = run({ PREBUILDS_ONLY: '1' }, q4, 16);
+    expect(auto.native.prebuild).toBe(true);
+    await using source = await loadModel(q4, { contextSize: 256, threads: 2 });
+    const sourceText = (await source.complete(PROMPT, { maxTokens: 16, temperature: 0 })).text;
+    const dir = join(project, 'node_modules', 'tea-llama', 'prebuilds', 'linux-x64');
+    const variants = readdirSync(dir)
+      .map((f) => f.match(/^libggml-cpu-(.+)\.so$/)?.[1])
+      .filter((v): v is string => v !== undefined);
+    const texts = new Map<string, string[]>();
+    for (const variant of variants) {
+      for (const model of [q4, q8]) {
+        let out: { text: string; tokens: number; finishReason: string; native: { cpuVariant: string } };
+        try {
+          out = run({ PREBUILDS_ONLY: '1', TEA_CPU_VARIANT: variant }, model, 16);
+        } catch (error) {
+          expect(String((error as { stderr?: string }).stderr)).toContain(`CPU variant '${variant}'`);
+          break;
+        }
+        expect(out.native.cpuVariant).toBe(variant);
+        expect(out.finishReason === 'stop' || out.tokens === 16, `${variant}: ${out.finishReason} after ${out.tokens} tokens`).toBe(true);
+        if (model === q4) texts.set(out.text, [...(texts.get(out.text) ?? []), variant]);
+      }
+    }
+    expect([...texts.values()].flat()).toEqual(expect.arrayContaining(['x64', 'haswell']));
+    // The AVX2 variant computes as the source build does (the portable profile is AVX2).
+    expect(texts.get(sourceText) ?? []).toContain('haswell');
+    console.log(`[distribution] Q4_K_M text groups by CPU variant: ${[...texts.values()].map((v) => v.join('/')).join(' | ')}`);
+  }, 300_000);
 
   it('falls back to the CPU when a GPU module cannot load, and says why when one was asked for', () => {
     // A module whose GPU runtime library is absent: dlopen fails exactly as with a missing libcudart.
