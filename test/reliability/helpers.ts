@@ -3,22 +3,14 @@ import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { repoRoot } from '../support/models';
+// @ts-expect-error plain ESM script without type declarations
+import { rng as mutatorRng } from './fuzz/gguf-mutator.mjs';
 
 /** Seed of the randomized reliability tests: TEA_RELIABILITY_SEED, else a fixed default (printed by each test). */
 export const SEED = Number(process.env.TEA_RELIABILITY_SEED ?? 20240607);
 
-/** mulberry32: a small seeded generator, so a failing random schedule can be replayed with TEA_RELIABILITY_SEED. */
-export function rng(seed: number): { next(): number; int(n: number): number; pick<T>(list: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n) => Math.floor(next() * n), pick: (list) => list[Math.floor(next() * list.length)]! };
-}
+/** The fuzzer's seeded generator (mulberry32), so a failing random schedule can be replayed with TEA_RELIABILITY_SEED. */
+export const rng = mutatorRng as (seed: number) => { next(): number; int(n: number): number; pick<T>(list: readonly T[]): T };
 
 export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
 
