@@ -20,6 +20,7 @@ void ContextCreateWorker::Run() {
   params.n_threads = options_.threads;
   params.n_threads_batch = options_.threadsBatch;
   params.embeddings = options_.embeddings;
+  params.flash_attn_type = static_cast<enum llama_flash_attn_type>(options_.flashAttention);
   params.no_perf = true;
   if (options_.embeddings) {
     // A sequence must fit one micro-batch to be pooled (and non-causal models need it whole).

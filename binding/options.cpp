@@ -95,6 +95,7 @@ ContextOptions ContextOptions::Parse(const Napi::Value& value) {
   o.threadsBatch = static_cast<int32_t>(Number(obj, "threadsBatch", o.threads, 1, 1024, true));
   o.embeddings = Bool(obj, "embeddings", o.embeddings);
   o.pooling = static_cast<int32_t>(Number(obj, "pooling", o.pooling, -1, LLAMA_POOLING_TYPE_RANK, true));
+  o.flashAttention = static_cast<int32_t>(Number(obj, "flashAttention", o.flashAttention, LLAMA_FLASH_ATTN_TYPE_AUTO, LLAMA_FLASH_ATTN_TYPE_ENABLED, true));
   return o;
 }
 

@@ -32,6 +32,7 @@ struct ContextOptions {
   int32_t threadsBatch = 4;
   bool embeddings = false;
   int32_t pooling = -1;  // llama_pooling_type; -1: the model's own
+  int32_t flashAttention = LLAMA_FLASH_ATTN_TYPE_AUTO;  // llama_flash_attn_type: -1 auto, 0 off, 1 on
 
   static ContextOptions Parse(const Napi::Value& value);
 };

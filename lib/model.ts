@@ -43,8 +43,12 @@ interface ResolvedLoadOptions {
   embeddingContextSize: number;
   threads: number;
   batchSize: number;
+  flashAttention: number;
   seed: number | undefined;
 }
+
+/** LoadModelOptions.flashAttention to llama_flash_attn_type. */
+const FLASH_ATTENTION = { auto: -1, off: 0, on: 1 } as const;
 
 /** The abort flags of every load and operation running in this thread, for the exit hook below. */
 const inFlight = new Set<NativeAbortFlag>();
@@ -311,6 +315,7 @@ export class LlamaModel implements AsyncDisposable {
         contextSize: this.#options.contextSize,
         batchSize: this.#options.batchSize,
         threads: this.#options.threads,
+        flashAttention: this.#options.flashAttention,
       })
       .catch((error: unknown) => {
         this.#generation = undefined;
@@ -324,7 +329,7 @@ export class LlamaModel implements AsyncDisposable {
     if (!context) {
       const size = this.#options.embeddingContextSize;
       context = this.#native
-        .createContext({ contextSize: size, batchSize: size, threads: this.#options.threads, embeddings: true, pooling })
+        .createContext({ contextSize: size, batchSize: size, threads: this.#options.threads, flashAttention: this.#options.flashAttention, embeddings: true, pooling })
         .catch((error: unknown) => {
           this.#embedding.delete(pooling);
           throw toLlamaError(error);
@@ -350,6 +355,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const useMmap = optionalBool(opts.useMmap, 'useMmap') ?? true;
   const seed = optionalInt(opts.seed, 'seed', 0, MAX_UINT32);
   const embeddingContextSize = optionalInt(opts.embeddingContextSize, 'embeddingContextSize', 8, 2 ** 24);
+  if (opts.flashAttention !== undefined && !Object.hasOwn(FLASH_ATTENTION, opts.flashAttention)) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `flashAttention must be one of ${Object.keys(FLASH_ATTENTION).join(', ')} (got ${JSON.stringify(opts.flashAttention)})`);
+  }
+  const flashAttention = FLASH_ATTENTION[opts.flashAttention ?? 'auto'];
   const onProgress = optionalFunction<(progress: number) => void>(opts.onProgress, 'onProgress');
   const signal = optionalSignal(opts.signal);
   if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'model load aborted');
@@ -403,6 +412,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     contextSize: resolvedContext,
     embeddingContextSize: embeddingContextSize ?? Math.min(resolvedContext, 1024),
     threads,
+    flashAttention,
     batchSize: Math.min(batchSize, resolvedContext),
     seed,
   });

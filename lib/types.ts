@@ -17,6 +17,11 @@ export interface LoadModelOptions {
   embeddingContextSize?: number;
   /** Memory-map the model file instead of reading it into memory. Default true. */
   useMmap?: boolean;
+  /**
+   * Flash attention in the attention graph: `'auto'` lets llama.cpp decide per device, `'on'` and `'off'` force it
+   * (some model shapes run faster one way on some CPUs: see README, Performance). Default `'auto'`.
+   */
+  flashAttention?: 'auto' | 'on' | 'off';
   /** Called with load progress in [0, 1]. */
   onProgress?: (progress: number) => void;
   /** Aborts the load; the promise rejects with ERR_ABORTED. */

@@ -123,3 +123,30 @@ describe.runIf(haveModel(STORIES))('completion on stories260K', () => {
     together.forEach((r, i) => expect(r.text).toBe(alone[Math.floor(i / 2)].text));
   });
 });
+
+describe.runIf(haveModel(STORIES))('flashAttention option', () => {
+  it("'off' gives llama-server -fa off's greedy text; 'on' gives the default's; a bad value is ERR_INVALID_ARGUMENT", async () => {
+    const server = await startLlamaServer(modelPath(STORIES), ['-c', '512', '-np', '1', '-fa', 'off']);
+    try {
+      await using off = await loadModel(modelPath(STORIES), { contextSize: 512, threads: 2, flashAttention: 'off' });
+      await using on = await loadModel(modelPath(STORIES), { contextSize: 512, threads: 2, flashAttention: 'on' });
+      await using auto = await loadModel(modelPath(STORIES), { contextSize: 512, threads: 2 });
+      for (const prompt of PROMPTS) {
+        const reference = await server.post<ServerCompletion>('/completion', { prompt, n_predict: 64, temperature: 0, repeat_penalty: 1, cache_prompt: false });
+        expect((await off.complete(prompt, { maxTokens: 64, temperature: 0 })).text).toBe(reference.content);
+        expect((await on.complete(prompt, { maxTokens: 64, temperature: 0 })).text).toBe((await auto.complete(prompt, { maxTokens: 64, temperature: 0 })).text);
+      }
+      // The greedy texts of this small model are the same either way; the embeddings show which graph ran: the
+      // plain attention differs from the flash kernel in the last digits, and on a CPU 'auto' means flash.
+      const text = 'Once upon a time there was a little dog who liked to play in the park';
+      const [a, f, n] = [await auto.embed(text), await off.embed(text), await on.embed(text)];
+      const maxDiff = (x: Float32Array, y: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+      expect(maxDiff(a, f)).toBeGreaterThan(0);
+      expect(maxDiff(a, f)).toBeLessThan(1e-2);
+      expect(maxDiff(a, n)).toBe(0);
+    } finally {
+      await server.stop();
+    }
+    await expect(loadModel(modelPath(STORIES), { flashAttention: 'yes' as 'on' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+});

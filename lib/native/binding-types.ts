@@ -23,6 +23,8 @@ export interface NativeContextOptions {
   embeddings?: boolean;
   /** llama_pooling_type: -1 the model's own, 0 none, 1 mean, 2 cls, 3 last, 4 rank. */
   pooling?: number;
+  /** llama_flash_attn_type: -1 auto (default), 0 off, 1 on. */
+  flashAttention?: number;
 }
 
 export interface NativeCompleteOptions {
