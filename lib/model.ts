@@ -1,21 +1,22 @@
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 
 import { chunkStream } from './chunk-stream';
+import { Engine } from './engine/engine';
+import { rejectUnknownKeys, resolveGeneration, type ResolvedSampling } from './engine/request';
 import { LlamaError, toLlamaError } from './errors';
 import { readGguf } from './gguf';
-import type { NativeAbortFlag, NativeCompleteOptions, NativeContext, NativeModel } from './native/binding-types';
+import type { NativeAbortFlag, NativeGenerateOptions, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
-import { OperationQueue } from './operation-queue';
 import { checkHyperparameters, checkTensors } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
   ChatTemplateOptions,
   CompletionOptions,
-  CompletionResult,
   CompletionStream,
+  GenerationResult,
   DetokenizeOptions,
   EmbedOptions,
   LoadModelOptions,
@@ -31,7 +32,6 @@ import {
   optionalSignal,
   requireObject,
   requireString,
-  stopStrings,
 } from './validate';
 
 const POOLING: Record<Pooling, number> = { mean: 1, cls: 2, last: 3 };
@@ -45,19 +45,29 @@ interface ResolvedLoadOptions {
   batchSize: number;
   flashAttention: number;
   seed: number | undefined;
+  sequences: number;
+  maxQueued: number;
 }
+
+/** Texts one embedding decode may batch (each its own sequence of the embedding context). */
+const EMBEDDING_SEQUENCES = 64;
+
+const LOAD_KEYS = [
+  'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
+  'sequences', 'maxQueued', 'onProgress', 'signal',
+] as const;
 
 /** LoadModelOptions.flashAttention to llama_flash_attn_type. */
 const FLASH_ATTENTION = { auto: -1, off: 0, on: 1 } as const;
 
-/** The abort flags of every load and operation running in this thread, for the exit hook below. */
+/** The abort flags of every load running in this thread, for the exit hook below. */
 const inFlight = new Set<NativeAbortFlag>();
 let exitHook = false;
 
 /**
- * Tracks a running load or operation until the returned function is called. process.exit() (and the exit after
- * an uncaught exception) joins libuv's thread pool, which waits for native work in progress: without this hook a
- * running generation would hold the process for as long as it takes. At exit, everything running is aborted.
+ * Tracks a running load until the returned function is called. process.exit() (and the exit after an uncaught
+ * exception) joins libuv's thread pool, which waits for native work in progress: without this hook a running load
+ * would hold the process for as long as it takes. At exit, every load is aborted (generations: lib/engine/engine.ts).
  */
 function track(flag: NativeAbortFlag): () => void {
   if (!exitHook) {
@@ -89,19 +99,19 @@ function checkMessages(messages: unknown): ChatMessage[] {
   return messages as ChatMessage[];
 }
 
-function nativeCompleteOptions(options: CompletionOptions, defaultSeed: number | undefined): NativeCompleteOptions {
+function nativeSampling(s: ResolvedSampling, defaultSeed: number | undefined): NativeGenerateOptions {
   return {
-    maxTokens: optionalInt(options.maxTokens, 'maxTokens', -1, 2 ** 31 - 1),
-    temperature: optionalNumber(options.temperature, 'temperature', 0, 100),
-    topK: optionalInt(options.topK, 'topK', 0, 2 ** 31 - 1),
-    topP: optionalNumber(options.topP, 'topP', 0, 1),
-    minP: optionalNumber(options.minP, 'minP', 0, 1),
-    repeatPenalty: optionalNumber(options.repeatPenalty, 'repeatPenalty', 1e-6, 100),
-    repeatLastN: optionalInt(options.repeatLastN, 'repeatLastN', -1, 2 ** 31 - 1),
-    frequencyPenalty: optionalNumber(options.frequencyPenalty, 'frequencyPenalty', -100, 100),
-    presencePenalty: optionalNumber(options.presencePenalty, 'presencePenalty', -100, 100),
-    seed: optionalInt(options.seed, 'seed', 0, MAX_UINT32) ?? defaultSeed ?? Math.floor(Math.random() * MAX_UINT32),
-    stop: stopStrings(options.stop),
+    maxTokens: s.maxTokens,
+    temperature: s.temperature,
+    topK: s.topK,
+    topP: s.topP,
+    minP: s.minP,
+    repeatPenalty: s.repeatPenalty,
+    repeatLastN: s.repeatLastN,
+    frequencyPenalty: s.frequencyPenalty,
+    presencePenalty: s.presencePenalty,
+    seed: s.seed ?? defaultSeed ?? Math.floor(Math.random() * MAX_UINT32),
+    stop: s.stop,
   };
 }
 
@@ -110,11 +120,8 @@ export class LlamaModel implements AsyncDisposable {
   readonly info: ModelInfo;
   readonly #native: NativeModel;
   readonly #options: ResolvedLoadOptions;
-  readonly #generationQueue = new OperationQueue();
-  readonly #embeddingQueue = new OperationQueue();
-  #generation: Promise<NativeContext> | undefined;
-  readonly #embedding = new Map<number, Promise<NativeContext>>();
-  readonly #running = new Set<NativeAbortFlag>();
+  #generation: Promise<Engine> | undefined;
+  readonly #embedding = new Map<number, Promise<Engine>>();
   #disposing: Promise<void> | undefined;
 
   /** @internal Use loadModel(). */
@@ -129,19 +136,44 @@ export class LlamaModel implements AsyncDisposable {
     return this.#options.contextSize;
   }
 
+  /** Requests that run at once on this model, each in its own sequence of one shared KV cache. */
+  get sequences(): number {
+    return this.#options.sequences;
+  }
+
+  /** Requests that may wait for a free sequence before ERR_QUEUE_FULL. */
+  get maxQueued(): number {
+    return this.#options.maxQueued;
+  }
+
+  /**
+   * Estimated bytes of the generation KV cache (f16 keys and values of every layer, `contextSize` cells shared by
+   * all sequences), or null when the model's header lacks the attention shape.
+   */
+  get kvCacheBytes(): number | null {
+    const { layerCount, embeddingLength, headCount, headCountKv } = this.info;
+    if (!layerCount || !embeddingLength || !headCount) return null;
+    const perToken = 2 * layerCount * (embeddingLength / headCount) * (headCountKv || headCount) * 2;
+    return perToken * this.#options.contextSize;
+  }
+
   get disposed(): boolean {
     return this.#disposing !== undefined;
   }
 
   tokenize(text: string, options: TokenizeOptions = {}): Int32Array {
     this.#checkOpen();
-    const special = optionalBool(requireObject(options, 'options').special, 'special') ?? true;
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['special'], 'tokenize() options');
+    const special = optionalBool(opts.special, 'special') ?? true;
     return this.#call(() => this.#native.tokenize(requireString(text, 'text'), special, special));
   }
 
   detokenize(tokens: ArrayLike<number>, options: DetokenizeOptions = {}): string {
     this.#checkOpen();
-    const special = optionalBool(requireObject(options, 'options').special, 'special') ?? false;
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['special'], 'detokenize() options');
+    const special = optionalBool(opts.special, 'special') ?? false;
     if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
       throw new LlamaError('ERR_INVALID_ARGUMENT', 'tokens must be an Int32Array or an array of token ids');
     }
@@ -152,64 +184,45 @@ export class LlamaModel implements AsyncDisposable {
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['template', 'addAssistant'], 'applyChatTemplate() options');
     const template = opts.template === undefined ? null : requireString(opts.template, 'template');
     const addAssistant = optionalBool(opts.addAssistant, 'addAssistant') ?? true;
     return this.#call(() => this.#native.applyChatTemplate(checkMessages(messages), template, addAssistant));
   }
 
-  /** Generates a completion of `prompt`. With `onChunk`, text arrives as it is generated. */
-  async complete(prompt: string, options: CompletionOptions = {}): Promise<CompletionResult> {
+  /**
+   * Generates a completion of `prompt`. With `onChunk`, text arrives as it is generated. Concurrent calls run
+   * together, up to `sequences` at once; more wait in FIFO order (at most `maxQueued`, then ERR_QUEUE_FULL).
+   */
+  async complete(prompt: string, options: CompletionOptions = {}): Promise<GenerationResult> {
     this.#checkOpen();
     requireString(prompt, 'prompt');
-    const opts = requireObject(options, 'options') as CompletionOptions;
-    const native = nativeCompleteOptions(opts, this.#options.seed);
-    const signal = optionalSignal(opts.signal);
-    const onChunk = optionalFunction<(text: string) => void>(opts.onChunk, 'onChunk');
+    const { sampling, signal, onChunk } = resolveGeneration(options, 'complete() options');
     this.#checkGenerative();
-
-    return this.#generationQueue.run(async () => {
-      const context = await this.#generationContext();
-      const flag = new (getBinding().AbortFlag)();
-      const unlink = linkSignal(signal, flag);
-      const untrack = track(flag);
-      this.#running.add(flag);
-      let callbackError: unknown;
-      const sink = onChunk
-        ? (text: string) => {
-            if (callbackError !== undefined) return;
-            try {
-              onChunk(text);
-            } catch (error) {
-              callbackError = error;
-              flag.abort();
-            }
-          }
-        : null;
-      try {
-        const r = await context.complete(prompt, native, sink, flag);
-        if (callbackError !== undefined) throw callbackError;
-        const perSecond = (n: number, ms: number) => (ms > 0 ? (n * 1000) / ms : 0);
-        return {
-          text: r.text,
-          promptTokens: r.promptTokens,
-          reusedPromptTokens: r.reusedPromptTokens,
-          completionTokens: r.completionTokens,
-          finishReason: r.finishReason,
-          contextFull: r.contextFull,
-          timings: {
-            ...r.timings,
-            promptTokensPerSecond: perSecond(r.promptTokens - r.reusedPromptTokens, r.timings.promptMs),
-            tokensPerSecond: perSecond(r.completionTokens, r.timings.generationMs),
-          },
-        };
-      } catch (error) {
-        throw callbackError ?? toLlamaError(error);
-      } finally {
-        unlink();
-        untrack();
-        this.#running.delete(flag);
-      }
-    }, signal);
+    const started = performance.now();
+    const engine = await this.#generationContext();
+    this.#checkOpen();
+    const r = await engine.generate(prompt, nativeSampling(sampling, this.#options.seed), signal, onChunk);
+    const perSecond = (n: number, ms: number) => (ms > 0 ? (n * 1000) / ms : 0);
+    return {
+      text: r.text,
+      content: r.text,
+      finishReason: r.finishReason,
+      promptTokens: r.promptTokens,
+      completionTokens: r.completionTokens,
+      tokensUsed: r.promptTokens + r.completionTokens,
+      reusedPromptTokens: r.reusedPromptTokens,
+      contextFull: r.contextFull,
+      model: basename(this.info.path),
+      backend: 'local',
+      cached: false,
+      timings: {
+        totalMs: performance.now() - started,
+        ...r.timings,
+        promptTokensPerSecond: perSecond(r.promptTokens - r.reusedPromptTokens, r.timings.promptMs),
+        tokensPerSecond: perSecond(r.completionTokens, r.timings.generationMs),
+      },
+    };
   }
 
   /** Streams a completion as an AsyncIterable of text chunks; leaving the loop early aborts the generation. */
@@ -222,7 +235,7 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /** Applies the chat template to `messages` and completes the assistant's reply. */
-  async chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<CompletionResult> {
+  async chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<GenerationResult> {
     const { template, ...rest } = requireObject(options, 'options') as ChatOptions;
     return this.complete(this.applyChatTemplate(messages, { template, addAssistant: true }), rest);
   }
@@ -239,6 +252,7 @@ export class LlamaModel implements AsyncDisposable {
   async embed(input: string | string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
     this.#checkOpen();
     const opts = requireObject(options, 'options') as EmbedOptions;
+    rejectUnknownKeys(opts, ['pooling', 'normalize', 'signal'], 'embed() options');
     const texts = Array.isArray(input) ? input : [input];
     texts.forEach((t, i) => requireString(t, Array.isArray(input) ? `texts[${i}]` : 'text'));
     if (opts.pooling !== undefined && !(opts.pooling in POOLING)) {
@@ -252,37 +266,22 @@ export class LlamaModel implements AsyncDisposable {
     const declared = `${this.info.architecture}.pooling_type` in this.info.metadata;
     const pooling = opts.pooling ? POOLING[opts.pooling] : declared ? -1 : POOLING.mean;
 
-    return this.#embeddingQueue.run(async () => {
-      const context = await this.#embeddingContext(pooling);
-      const flag = new (getBinding().AbortFlag)();
-      const unlink = linkSignal(signal, flag);
-      const untrack = track(flag);
-      this.#running.add(flag);
-      try {
-        const vectors = await context.embed(texts, normalize, flag);
-        return Array.isArray(input) ? vectors : vectors[0];
-      } catch (error) {
-        throw toLlamaError(error);
-      } finally {
-        unlink();
-        untrack();
-        this.#running.delete(flag);
-      }
-    }, signal);
+    if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'embedding aborted before it started');
+    const engine = await this.#embeddingContext(pooling);
+    this.#checkOpen();
+    const vectors = await engine.embed(texts, normalize, signal);
+    return Array.isArray(input) ? vectors : vectors[0]!;
   }
 
   /**
-   * Frees the model and its contexts. Running operations are aborted first (a completion resolves with what it
-   * produced); queued ones reject with ERR_DISPOSED. Idempotent: later calls return the same promise.
+   * Frees the model and its contexts. Running requests end first (a completion resolves with what it produced,
+   * finishReason 'abort'); queued ones reject with ERR_DISPOSED. Idempotent: later calls return the same promise.
    */
   dispose(): Promise<void> {
     this.#disposing ??= (async () => {
-      for (const flag of this.#running) flag.abort();
-      await Promise.all([this.#generationQueue.close(), this.#embeddingQueue.close()]);
       const contexts = [this.#generation, ...this.#embedding.values()].filter((c) => c !== undefined);
-      for (const settled of await Promise.allSettled(contexts)) {
-        if (settled.status === 'fulfilled') settled.value.dispose();
-      }
+      const settled = await Promise.allSettled(contexts);
+      await Promise.all(settled.map((c) => (c.status === 'fulfilled' ? c.value.dispose() : undefined)));
       this.#native.dispose();
     })();
     return this.#disposing;
@@ -309,31 +308,38 @@ export class LlamaModel implements AsyncDisposable {
     }
   }
 
-  #generationContext(): Promise<NativeContext> {
-    this.#generation ??= this.#native
-      .createContext({
-        contextSize: this.#options.contextSize,
-        batchSize: this.#options.batchSize,
-        threads: this.#options.threads,
-        flashAttention: this.#options.flashAttention,
-      })
-      .catch((error: unknown) => {
-        this.#generation = undefined;
-        throw toLlamaError(error);
-      });
+  #generationContext(): Promise<Engine> {
+    this.#generation ??= Engine.create(this.#native, {
+      contextSize: this.#options.contextSize,
+      batchSize: this.#options.batchSize,
+      threads: this.#options.threads,
+      flashAttention: this.#options.flashAttention,
+      sequences: this.#options.sequences,
+      maxQueued: this.#options.maxQueued,
+    }).catch((error: unknown) => {
+      this.#generation = undefined;
+      throw error;
+    });
     return this.#generation;
   }
 
-  #embeddingContext(pooling: number): Promise<NativeContext> {
+  #embeddingContext(pooling: number): Promise<Engine> {
     let context = this.#embedding.get(pooling);
     if (!context) {
       const size = this.#options.embeddingContextSize;
-      context = this.#native
-        .createContext({ contextSize: size, batchSize: size, threads: this.#options.threads, flashAttention: this.#options.flashAttention, embeddings: true, pooling })
-        .catch((error: unknown) => {
-          this.#embedding.delete(pooling);
-          throw toLlamaError(error);
-        });
+      context = Engine.create(this.#native, {
+        contextSize: size,
+        batchSize: size,
+        threads: this.#options.threads,
+        flashAttention: this.#options.flashAttention,
+        embeddings: true,
+        pooling,
+        sequences: EMBEDDING_SEQUENCES,
+        maxQueued: this.#options.maxQueued,
+      }).catch((error: unknown) => {
+        this.#embedding.delete(pooling);
+        throw error;
+      });
       this.#embedding.set(pooling, context);
     }
     return context;
@@ -347,6 +353,7 @@ export class LlamaModel implements AsyncDisposable {
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   const absolute = resolve(requireString(path, 'path'));
   const opts = requireObject(options, 'options') as LoadModelOptions;
+  rejectUnknownKeys(opts, LOAD_KEYS, 'loadModel() options');
   const contextSize = optionalInt(opts.contextSize, 'contextSize', 1, 2 ** 24);
   const threads = optionalInt(opts.threads, 'threads', 1, 1024) ?? availableParallelism();
   const batchSize = optionalInt(opts.batchSize, 'batchSize', 1, 2 ** 20) ?? 512;
@@ -354,6 +361,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const vocabOnly = optionalBool(opts.vocabOnly, 'vocabOnly') ?? false;
   const useMmap = optionalBool(opts.useMmap, 'useMmap') ?? true;
   const seed = optionalInt(opts.seed, 'seed', 0, MAX_UINT32);
+  const sequences = optionalInt(opts.sequences, 'sequences', 1, 256) ?? 4;
+  const maxQueued = optionalInt(opts.maxQueued, 'maxQueued', 0, 2 ** 31 - 1) ?? 1024;
   const embeddingContextSize = optionalInt(opts.embeddingContextSize, 'embeddingContextSize', 8, 2 ** 24);
   if (opts.flashAttention !== undefined && !Object.hasOwn(FLASH_ATTENTION, opts.flashAttention)) {
     throw new LlamaError('ERR_INVALID_ARGUMENT', `flashAttention must be one of ${Object.keys(FLASH_ATTENTION).join(', ')} (got ${JSON.stringify(opts.flashAttention)})`);
@@ -415,5 +424,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     flashAttention,
     batchSize: Math.min(batchSize, resolvedContext),
     seed,
+    sequences,
+    maxQueued,
   });
 }

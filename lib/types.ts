@@ -1,4 +1,7 @@
+import type { GenerationOptions } from './engine/request';
 import type { NativeModelInfo } from './native/binding-types';
+
+export type { GenerationOptions, SamplingOptions } from './engine/request';
 
 export interface LoadModelOptions {
   /** Context window in tokens. Default: the model's trained context length, at most 4096. */
@@ -15,6 +18,14 @@ export interface LoadModelOptions {
   seed?: number;
   /** Context size for embeddings (each text must fit in it). Default: `min(contextSize, 1024)`. */
   embeddingContextSize?: number;
+  /**
+   * Requests that run at once, each in its own sequence of one shared (unified) KV cache: concurrent calls are
+   * batched into the same decode. Default 4 (llama-server's automatic choice). The KV cache holds `contextSize`
+   * tokens in all, whatever the number of sequences; one request may use all of it when the others do not.
+   */
+  sequences?: number;
+  /** Requests that may wait for a free sequence; one more rejects with ERR_QUEUE_FULL. Default 1024. */
+  maxQueued?: number;
   /** Memory-map the model file instead of reading it into memory. Default true. */
   useMmap?: boolean;
   /**
@@ -28,64 +39,58 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
 }
 
-export interface SamplingOptions {
-  /** Most tokens to generate; -1 generates until the context is full. Default 256. */
-  maxTokens?: number;
-  /** 0 means greedy (always the most likely token). Default 0.8. */
-  temperature?: number;
-  /** Keep only the k most likely tokens (0: off). Default 40. */
-  topK?: number;
-  /** Nucleus sampling threshold (1: off). Default 0.95. */
-  topP?: number;
-  /** Drop tokens below minP × the top token's probability (0: off). Default 0.05. */
-  minP?: number;
-  /** Penalty for repeating recent tokens (1: off). Default 1. */
-  repeatPenalty?: number;
-  /** How many recent tokens the penalties look at (-1: the whole context). Default 64. */
-  repeatLastN?: number;
-  /** OpenAI-style frequency penalty (0: off). Default 0. */
-  frequencyPenalty?: number;
-  /** OpenAI-style presence penalty (0: off). Default 0. */
-  presencePenalty?: number;
-  /** Sampling seed, for reproducible output at temperature > 0. Default: the model's seed, else random. */
-  seed?: number;
-  /** Generation ends before any of these strings, which never appear in the output. */
-  stop?: string | string[];
+/** Options of `complete`/`chat`/`stream`: the one request model (lib/engine/request.ts). */
+export type CompletionOptions = GenerationOptions;
+
+export interface GenerationTimings {
+  /** Wall-clock time of the call, as the caller saw it. */
+  totalMs: number;
+  /** Time spent waiting for a free sequence (in-process). */
+  queuedMs?: number;
+  /** Time to process the prompt, when the engine reports it. */
+  promptMs?: number;
+  /** Time from the first generated token to the end, when the engine reports it. */
+  generationMs?: number;
+  /** Time from the call to the first generated token (or streamed text), when known. */
+  firstTokenMs?: number;
+  /** Prompt tokens processed per second, when known. */
+  promptTokensPerSecond?: number;
+  /** Generated tokens per second, when known. */
+  tokensPerSecond?: number;
 }
+/** @deprecated the old name of {@link GenerationTimings}. */
+export type CompletionTimings = GenerationTimings;
 
-export interface CompletionOptions extends SamplingOptions {
-  /** Stops the generation; the result then has what was produced and finishReason 'abort'. */
-  signal?: AbortSignal;
-  /** Receives the text as it is generated, in chunks that never split a UTF-8 character. */
-  onChunk?: (text: string) => void;
-}
+/** 'stop': end-of-generation token or stop string; 'length': maxTokens or a full context; 'abort': aborted. */
+export type FinishReason = 'stop' | 'length' | 'abort' | (string & {});
 
-export interface CompletionTimings {
-  /** Time to process the prompt. */
-  promptMs: number;
-  /** Time from the end of the prompt to the end of generation. */
-  generationMs: number;
-  /** Time from the start to the first generated token. */
-  firstTokenMs: number;
-  promptTokensPerSecond: number;
-  /** Generated tokens per second. */
-  tokensPerSecond: number;
-}
+/** Which kind of backend produced a result. */
+export type BackendKind = 'local' | 'api' | 'mock';
 
-export type FinishReason = 'stop' | 'length' | 'abort';
-
-export interface CompletionResult {
+/** The one result of every generation: Model.complete/chat, LlmBackend.call/chat/stream/streamChat, CLI, workflows. */
+export interface GenerationResult {
+  /** The generated text (for chat: the assistant's reply). */
   text: string;
-  promptTokens: number;
-  /** Prompt tokens whose KV cache entries were reused from the previous call on this model. */
-  reusedPromptTokens: number;
-  completionTokens: number;
-  /** 'stop': end-of-generation token or stop string; 'length': maxTokens or a full context; 'abort': aborted. */
+  /** The same text under the name the design's backends and workflows use. */
+  content: string;
   finishReason: FinishReason;
-  /** True when generation ended because the context window was full. */
+  promptTokens: number;
+  completionTokens: number;
+  /** promptTokens + completionTokens. */
+  tokensUsed: number;
+  /** Prompt tokens whose KV cells were reused from an earlier request in the same sequence (in-process). */
+  reusedPromptTokens: number;
+  /** True when generation ended because the sequence's context (or the shared KV cache) was full. */
   contextFull: boolean;
-  timings: CompletionTimings;
+  /** The model that answered: the file name for a local model, the server's model id for an API. */
+  model: string;
+  backend: BackendKind;
+  /** True when the result came from the response cache. */
+  cached: boolean;
+  timings: GenerationTimings;
 }
+/** @deprecated the old name of {@link GenerationResult}. */
+export type CompletionResult = GenerationResult;
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | (string & {});

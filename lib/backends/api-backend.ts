@@ -122,11 +122,18 @@ export class ApiLlmBackend extends BaseLlmBackend {
     return {
       ...(this.#model !== undefined ? { model: this.#model } : {}),
       ...(request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages }),
-      max_tokens: s.maxTokens,
+      ...(s.maxTokens >= 0 ? { max_tokens: s.maxTokens } : {}),
       temperature: s.temperature,
-      ...(s.topP !== undefined ? { top_p: s.topP } : {}),
-      // top_k is not in OpenAI's API; llama-server, vLLM and Ollama accept it. Sent only when asked for.
-      ...(s.topK !== undefined ? { top_k: s.topK } : {}),
+      // Beyond max_tokens and temperature, only what the caller (or the backend's defaults) asked for is sent, so
+      // the server's own defaults apply otherwise. top_k, min_p and the repeat penalty are not in OpenAI's API;
+      // llama-server, vLLM and Ollama accept them.
+      ...(s.explicit.has('topP') ? { top_p: s.topP } : {}),
+      ...(s.explicit.has('topK') ? { top_k: s.topK } : {}),
+      ...(s.explicit.has('minP') ? { min_p: s.minP } : {}),
+      ...(s.explicit.has('repeatPenalty') ? { repeat_penalty: s.repeatPenalty } : {}),
+      ...(s.explicit.has('repeatLastN') ? { repeat_last_n: s.repeatLastN } : {}),
+      ...(s.explicit.has('frequencyPenalty') ? { frequency_penalty: s.frequencyPenalty } : {}),
+      ...(s.explicit.has('presencePenalty') ? { presence_penalty: s.presencePenalty } : {}),
       ...(s.stop !== undefined ? { stop: s.stop } : {}),
       ...(s.seed !== undefined ? { seed: s.seed } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),

@@ -2,7 +2,8 @@ import { chunkStream } from '../chunk-stream';
 import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
-import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString, stopStrings } from '../validate';
+import { resolveGeneration, type ResolvedSampling } from '../engine/request';
+import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
   BackendKind,
   HealthStatus,
@@ -18,9 +19,9 @@ import type {
 } from './llm-backend';
 import type { ResponseCache, ResponseCacheKey } from './response-cache';
 
-const MAX_UINT32 = 4294967295;
-export const DEFAULT_MAX_TOKENS = 100;
-export const DEFAULT_TEMPERATURE = 0.7;
+export { GENERATION_DEFAULTS } from '../engine/request';
+const DEFAULT_MAX_TOKENS = 100;
+const DEFAULT_TEMPERATURE = 0.7;
 
 /** Options every backend accepts. */
 export interface BackendCommonOptions {
@@ -32,15 +33,8 @@ export interface BackendCommonOptions {
   logger?: Logger;
 }
 
-/** Sampling parameters after defaults and validation. */
-export interface Sampling {
-  maxTokens: number;
-  temperature: number;
-  topP?: number;
-  topK?: number;
-  stop?: string[];
-  seed?: number;
-}
+/** Sampling parameters after defaults and validation (lib/engine/request.ts). */
+export type Sampling = ResolvedSampling;
 
 /** A prompt or a conversation. */
 export type GenerationInput = { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
@@ -55,6 +49,8 @@ export interface EngineResult {
   promptTokens: number;
   completionTokens: number;
   finishReason: LlmFinishReason;
+  reusedPromptTokens?: number;
+  contextFull?: boolean;
   timings?: Omit<LlmTimings, 'totalMs'>;
 }
 
@@ -161,29 +157,24 @@ export abstract class BaseLlmBackend implements LlmBackend {
     if (this.#disposing) throw new LlamaError('ERR_DISPOSED', `the ${this.kind} backend has been disposed`);
   }
 
-  #sampling(options: Record<string, unknown>): { sampling: Sampling; signal: AbortSignal | undefined } {
-    return {
-      sampling: {
-        maxTokens: optionalInt(options.maxTokens, 'maxTokens', 1, 2 ** 31 - 1) ?? this.#defaults.maxTokens,
-        temperature: optionalNumber(options.temperature, 'temperature', 0, 100) ?? this.#defaults.temperature,
-        topP: optionalNumber(options.topP, 'topP', 0, 1) ?? this.#defaults.topP,
-        topK: optionalInt(options.topK, 'topK', 0, 2 ** 31 - 1),
-        stop: stopStrings(options.stop),
-        seed: optionalInt(options.seed, 'seed', 0, MAX_UINT32),
-      },
-      signal: optionalSignal(options.signal),
-    };
+  #prepare(input: GenerationInput, options: unknown, where: string, extraKeys: readonly string[] = []): Prepared {
+    const { sampling, signal } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
+    return { input, sampling, signal };
   }
 
   #promptRequest(params: LlmCallParams): Prepared {
     const p = requireObject(params, 'params');
     const prompt = requireString(p.prompt, 'prompt');
-    return { input: { kind: 'prompt', prompt }, ...this.#sampling(p) };
+    const { onChunk: _, ...rest } = p;
+    if (_ !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', "onChunk is not a call() option: use stream(params, onChunk)");
+    return this.#prepare({ kind: 'prompt', prompt }, rest, `${this.kind} backend params`, ['prompt']);
   }
 
   #chatRequest(messages: ChatMessage[], options: LlmChatOptions): Prepared {
     const checked = checkMessages(messages);
-    return { input: { kind: 'chat', messages: checked }, ...this.#sampling(requireObject(options, 'options')) };
+    const opts = requireObject(options, 'options');
+    if (opts.onChunk !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', 'onChunk is not a chat() option: use streamChat(messages, onChunk)');
+    return this.#prepare({ kind: 'chat', messages: checked }, opts, `${this.kind} backend chat options`);
   }
 
   #stream(prepare: () => Prepared, onChunk: ((chunk: string) => void) | undefined): LlmStream {
@@ -241,12 +232,15 @@ export abstract class BaseLlmBackend implements LlmBackend {
     const engine = await this.generate({ ...input, sampling, signal: AbortSignal.any(signals) }, sink);
     if (callbackError !== undefined) throw callbackError;
     const result: LlmResult = {
+      text: engine.content,
       content: engine.content,
       model: engine.model ?? this.model,
       backend: this.kind,
       tokensUsed: engine.promptTokens + engine.completionTokens,
       promptTokens: engine.promptTokens,
       completionTokens: engine.completionTokens,
+      reusedPromptTokens: engine.reusedPromptTokens ?? 0,
+      contextFull: engine.contextFull ?? false,
       finishReason: engine.finishReason,
       cached: false,
       timings: { totalMs: performance.now() - started },
@@ -264,11 +258,12 @@ export abstract class BaseLlmBackend implements LlmBackend {
   }
 
   #cacheKey(input: GenerationInput, sampling: Sampling): ResponseCacheKey {
+    const { explicit: _, ...values } = sampling;
     return {
       backend: this.kind,
       model: this.cacheIdentity(),
       ...(input.kind === 'prompt' ? { prompt: input.prompt } : { messages: input.messages }),
-      ...sampling,
+      ...values,
     };
   }
 }

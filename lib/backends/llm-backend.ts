@@ -1,28 +1,14 @@
-import type { ChatMessage } from '../types';
+import type { GenerationOptions } from '../engine/request';
+import type { BackendKind, ChatMessage, FinishReason, GenerationResult, GenerationTimings } from '../types';
 
-/** Which kind of backend produced a result. */
-export type BackendKind = 'local' | 'api' | 'mock';
+export type { BackendKind } from '../types';
 
-/** Sampling and control options shared by every backend call. */
-export interface LlmGenerateOptions {
-  /** Most tokens to generate. Default 100 (or the backend's `defaults.maxTokens`). */
-  maxTokens?: number;
-  /** 0 is greedy. Default 0.7 (or the backend's `defaults.temperature`). */
-  temperature?: number;
-  /** Nucleus sampling threshold in [0, 1]. Default: the backend's `defaults.topP`, else the engine's own. */
-  topP?: number;
-  /** Keep only the k most likely tokens (0: off). Default: the engine's own. Sent to an API only when set. */
-  topK?: number;
-  /** Generation ends before any of these strings, which never appear in the output. */
-  stop?: string | string[];
-  /** Sampling seed, for reproducible output at temperature > 0. */
-  seed?: number;
-  /**
-   * Stops the call. Aborted while it runs, the call resolves with what was produced and finishReason 'abort';
-   * aborted before it starts (or while waiting for an earlier call), it rejects with ERR_ABORTED.
-   */
-  signal?: AbortSignal;
-}
+/**
+ * Sampling and control options of every backend call: the one request model (lib/engine/request.ts), with the
+ * same defaults everywhere (maxTokens 100, temperature 0.7, or the backend's `defaults`). Streaming goes through
+ * `stream()`/`streamChat()` rather than an `onChunk` option.
+ */
+export type LlmGenerateOptions = Omit<GenerationOptions, 'onChunk'>;
 
 /** `call()` / `stream()` parameters: a prompt and the sampling options. */
 export interface LlmCallParams extends LlmGenerateOptions {
@@ -32,37 +18,14 @@ export interface LlmCallParams extends LlmGenerateOptions {
 /** `chat()` / `streamChat()` options. */
 export type LlmChatOptions = LlmGenerateOptions;
 
-export interface LlmTimings {
-  /** Wall-clock time of the call, as the caller saw it. */
-  totalMs: number;
-  /** Prompt processing time, when the engine reports it. */
-  promptMs?: number;
-  /** Generation time, when the engine reports it. */
-  generationMs?: number;
-  /** Time to the first generated text, when known (local calls and streamed API calls). */
-  firstTokenMs?: number;
-  /** Generated tokens per second, when known. */
-  tokensPerSecond?: number;
-}
+/** @deprecated the old name of {@link GenerationTimings}. */
+export type LlmTimings = GenerationTimings;
 
-/** 'stop': end of text or a stop string; 'length': maxTokens or a full context; 'abort': the signal fired. */
-export type LlmFinishReason = 'stop' | 'length' | 'abort' | (string & {});
+/** @deprecated the old name of {@link FinishReason}. */
+export type LlmFinishReason = FinishReason;
 
-export interface LlmResult {
-  /** The generated text (for chat: the assistant's reply). */
-  content: string;
-  /** The model that answered: the file name for a local model, the server's model id for an API. */
-  model: string;
-  backend: BackendKind;
-  /** promptTokens + completionTokens. */
-  tokensUsed: number;
-  promptTokens: number;
-  completionTokens: number;
-  finishReason: LlmFinishReason;
-  /** True when the result came from the response cache. */
-  cached: boolean;
-  timings: LlmTimings;
-}
+/** What every backend call resolves with: the one generation result. */
+export type LlmResult = GenerationResult;
 
 /**
  * A streamed call: iterate it for the text chunks (`for await`), or await it (or its `result`) for the final

@@ -30,6 +30,10 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
    * Default false: the embedding context is created by the first embed().
    */
   embedding?: boolean;
+  /** Requests that run at once, each in its own sequence (see `LoadModelOptions.sequences`). Default 4. */
+  sequences?: number;
+  /** Requests that may wait for a free sequence before ERR_QUEUE_FULL. Default 1024. */
+  maxQueued?: number;
   /** Memory, in bytes, the auto-configured context must fit in. Default: `os.freemem()`. */
   freeMemory?: number;
   /** Receives the model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
@@ -38,7 +42,7 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
 
 /**
  * An {@link LlmBackend} over a GGUF model loaded in-process. The model loads on first use (or `load()`), once:
- * concurrent callers share the same load. Calls run one at a time on the model, in call order.
+ * concurrent callers share the same load. Concurrent calls run together, up to `sequences` at once.
  */
 export class LocalLlmBackend extends BaseLlmBackend {
   readonly kind = 'local' as const;
@@ -46,7 +50,16 @@ export class LocalLlmBackend extends BaseLlmBackend {
   readonly model: string;
   /** Absolute path of the model file. */
   readonly modelPath: string;
-  readonly #options: { contextSize?: number; threads: number; gpuLayers: number; chatFormat?: string; embedding: boolean; freeMemory?: number };
+  readonly #options: {
+    contextSize?: number;
+    threads: number;
+    gpuLayers: number;
+    chatFormat?: string;
+    embedding: boolean;
+    freeMemory?: number;
+    sequences?: number;
+    maxQueued?: number;
+  };
   readonly #onLoadProgress: ((progress: number) => void) | undefined;
   #loading: Promise<LlamaModel> | undefined;
   #config: ModelAutoConfig | undefined;
@@ -65,6 +78,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
       chatFormat,
       embedding: optionalBool(opts.embedding, 'embedding') ?? false,
       freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
+      sequences: optionalInt(opts.sequences, 'sequences', 1, 256),
+      maxQueued: optionalInt(opts.maxQueued, 'maxQueued', 0, 2 ** 31 - 1),
     };
     this.#onLoadProgress = optionalFunction(opts.onLoadProgress, 'onLoadProgress');
   }
@@ -107,6 +122,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
       contextSize: config.contextSize,
       threads: this.#options.threads,
       gpuLayers: this.#options.gpuLayers,
+      sequences: this.#options.sequences,
+      maxQueued: this.#options.maxQueued,
       onProgress: this.#onLoadProgress,
     });
     try {
@@ -129,14 +146,17 @@ export class LocalLlmBackend extends BaseLlmBackend {
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
     const prompt = request.kind === 'prompt' ? request.prompt : this.#render(model, request.messages);
-    const { maxTokens, temperature, topP, topK, stop, seed } = request.sampling;
-    const r = await model.complete(prompt, { maxTokens, temperature, topP, topK, stop, seed, signal: request.signal, onChunk });
+    const { explicit: _, ...sampling } = request.sampling;
+    const r = await model.complete(prompt, { ...sampling, signal: request.signal, onChunk });
     return {
       content: r.text,
       promptTokens: r.promptTokens,
       completionTokens: r.completionTokens,
+      reusedPromptTokens: r.reusedPromptTokens,
+      contextFull: r.contextFull,
       finishReason: r.finishReason,
       timings: {
+        queuedMs: r.timings.queuedMs,
         promptMs: r.timings.promptMs,
         generationMs: r.timings.generationMs,
         firstTokenMs: r.timings.firstTokenMs,

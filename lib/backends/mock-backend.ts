@@ -70,7 +70,7 @@ export class MockLlmBackend extends BaseLlmBackend {
     }
     // Words with their leading whitespace: concatenated, they give back the text exactly.
     let words: string[] = answer.match(/\s*\S+/g) ?? [];
-    if (words.length > request.sampling.maxTokens) {
+    if (request.sampling.maxTokens >= 0 && words.length > request.sampling.maxTokens) {
       words = words.slice(0, request.sampling.maxTokens);
       finishReason = 'length';
     }

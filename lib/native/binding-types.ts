@@ -25,9 +25,13 @@ export interface NativeContextOptions {
   pooling?: number;
   /** llama_flash_attn_type: -1 auto (default), 0 off, 1 on. */
   flashAttention?: number;
+  /** Parallel sequences (n_seq_max) sharing one unified KV cache. Default 4. */
+  sequences?: number;
+  /** Requests that may wait for a free sequence; past it generate() throws ERR_QUEUE_FULL. Default 1024. */
+  maxQueued?: number;
 }
 
-export interface NativeCompleteOptions {
+export interface NativeGenerateOptions {
   maxTokens?: number;
   temperature?: number;
   topK?: number;
@@ -63,15 +67,24 @@ export interface NativeModelInfo {
   metadata: Record<string, string>;
 }
 
-export interface NativeCompletion {
+export interface NativeGeneration {
   text: string;
   promptTokens: number;
   reusedPromptTokens: number;
   completionTokens: number;
   finishReason: 'stop' | 'length' | 'abort';
   contextFull: boolean;
-  timings: { promptMs: number; generationMs: number; firstTokenMs: number };
+  /** The sequence (slot) that ran it. */
+  sequence: number;
+  timings: { queuedMs: number; promptMs: number; generationMs: number; firstTokenMs: number };
 }
+
+/** What a context's scheduler tells JavaScript, several at a time (binding/napi/event_channel.cpp). */
+export type NativeEvent =
+  | { id: number; type: 'text'; text: string }
+  | { id: number; type: 'done'; result: NativeGeneration }
+  | { id: number; type: 'error'; code: string; message: string }
+  | { id: number; type: 'embeddings'; vectors: Float32Array[] };
 
 export interface NativeChatMessage {
   role: string;
@@ -84,28 +97,35 @@ export interface NativeModel {
   detokenize(tokens: Int32Array | number[], special: boolean): string;
   tokenToPiece(token: number, special: boolean): string;
   applyChatTemplate(messages: NativeChatMessage[], template: string | null, addAssistant: boolean): string;
-  createContext(options: NativeContextOptions): Promise<NativeContext>;
+  createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<NativeContext>;
   dispose(): void;
   readonly disposed: boolean;
 }
 
 export interface NativeContextInfo {
+  /** Most tokens one sequence may hold (the requested context size). */
   contextSize: number;
+  /** KV cells of the unified cache (llama.cpp may round the context size up). */
+  kvCells: number;
   batchSize: number;
   microBatchSize: number;
+  sequences: number;
+  maxQueued: number;
+  /** Requests running in a sequence now, and waiting for one. */
+  active: number;
+  queued: number;
   embeddings: boolean;
   pooling: number;
 }
 
 export interface NativeContext {
-  complete(
-    prompt: string,
-    options: NativeCompleteOptions,
-    onChunk: ((text: string) => void) | null,
-    abort?: NativeAbortFlag,
-  ): Promise<NativeCompletion>;
-  embed(texts: string[], normalize: boolean, abort?: NativeAbortFlag): Promise<Float32Array[]>;
+  /** Submits a generation; returns its id. Events for it arrive through createContext's onEvents. */
+  generate(prompt: string, options: NativeGenerateOptions, stream: boolean): number;
+  /** Submits texts to embed; returns the request id. */
+  embed(texts: string[], normalize: boolean): number;
+  cancel(id: number): void;
   info(): NativeContextInfo;
+  /** Stops the scheduler (joined before it returns); final events are still delivered. */
   dispose(): void;
   readonly disposed: boolean;
 }

@@ -3,20 +3,12 @@
 
 #include <napi.h>
 
-#include <stdexcept>
 #include <string>
+
+#include "error.h"
 
 namespace tea {
 
-// Thrown anywhere in the binding (main or worker thread); the boundary turns it into a JS Error with `code`.
-class TeaError : public std::runtime_error {
- public:
-  TeaError(std::string code, const std::string& message) : std::runtime_error(message), code_(std::move(code)) {}
-  const std::string& code() const { return code_; }
-
- private:
-  std::string code_;
-};
 
 Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& message);
 

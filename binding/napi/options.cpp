@@ -96,13 +96,18 @@ ContextOptions ContextOptions::Parse(const Napi::Value& value) {
   o.embeddings = Bool(obj, "embeddings", o.embeddings);
   o.pooling = static_cast<int32_t>(Number(obj, "pooling", o.pooling, -1, LLAMA_POOLING_TYPE_RANK, true));
   o.flashAttention = static_cast<int32_t>(Number(obj, "flashAttention", o.flashAttention, LLAMA_FLASH_ATTN_TYPE_AUTO, LLAMA_FLASH_ATTN_TYPE_ENABLED, true));
+  o.sequences = static_cast<int32_t>(Number(obj, "sequences", o.sequences, 1, 256, true));  // LLAMA_MAX_SEQ
+  o.maxQueued = static_cast<int32_t>(Number(obj, "maxQueued", o.maxQueued, 0, INT32_MAX, true));
   return o;
 }
 
-CompleteOptions CompleteOptions::Parse(const Napi::Value& value) {
-  Napi::Object obj = OptionsObject(value);
-  CompleteOptions o;
-  o.maxTokens = static_cast<int32_t>(Number(obj, "maxTokens", o.maxTokens, -1, INT32_MAX, true));
+GenerationTask ParseGenerationTask(const Napi::Value& prompt, const Napi::Value& options, bool stream) {
+  GenerationTask task;
+  task.prompt = RequireString(prompt, "prompt");
+  task.stream = stream;
+  Napi::Object obj = OptionsObject(options);
+  SamplingOptions& o = task.sampling;
+  task.maxTokens = static_cast<int32_t>(Number(obj, "maxTokens", task.maxTokens, -1, INT32_MAX, true));
   o.temperature = static_cast<float>(Number(obj, "temperature", o.temperature, 0, 100, false));
   o.topK = static_cast<int32_t>(Number(obj, "topK", o.topK, 0, INT32_MAX, true));
   o.topP = static_cast<float>(Number(obj, "topP", o.topP, 0, 1, false));
@@ -119,10 +124,10 @@ CompleteOptions CompleteOptions::Parse(const Napi::Value& value) {
     for (uint32_t i = 0; i < array.Length(); ++i) {
       Napi::Value item = array.Get(i);
       if (!item.IsString() || item.As<Napi::String>().Utf8Value().empty()) Invalid("stop strings must be non-empty strings");
-      o.stop.push_back(item.As<Napi::String>().Utf8Value());
+      task.stop.push_back(item.As<Napi::String>().Utf8Value());
     }
   }
-  return o;
+  return task;
 }
 
 }  // namespace tea

@@ -62,7 +62,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value TokenPiece(const Napi::CallbackInfo& info);
   // applyChatTemplate(messages: {role: string, content: string}[], template: string | null, addAssistant: boolean): string
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
-  // createContext(options: NativeContextOptions): Promise<Context>
+  // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<Context>
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "errors.h"
+#include "error.h"
 
 namespace tea {
 

@@ -208,7 +208,8 @@ Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
     const ModelPtr& model = handle();
     if (info_.vocabOnly) throw TeaError("ERR_MODEL_VOCAB_ONLY", "the model was loaded with vocabOnly: it has no weights to run");
     ContextOptions options = ContextOptions::Parse(info[0]);
-    auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options);
+    if (!info[1].IsFunction()) throw TeaError("ERR_INVALID_ARGUMENT", "onEvents must be a function");
+    auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options, info[1].As<Napi::Function>());
     worker->Queue();
     return worker->Promise();
   });

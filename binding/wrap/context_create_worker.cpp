@@ -1,22 +1,32 @@
 #include "context_create_worker.h"
 
+#include <algorithm>
+
 #include "context.h"
 #include "log.h"
 
 namespace tea {
 
-ContextCreateWorker::ContextCreateWorker(Napi::Env env, ModelPtr model, Napi::Object modelObject, ContextOptions options)
+ContextCreateWorker::ContextCreateWorker(Napi::Env env, ModelPtr model, Napi::Object modelObject, ContextOptions options,
+                                         Napi::Function onEvents)
     : PromiseWorker(env, "tea-llama:ContextCreate"),
       model_(std::move(model)),
       modelObject_(Napi::Persistent(modelObject)),
+      onEvents_(Napi::Persistent(onEvents)),
       options_(options) {}
+
+ContextCreateWorker::~ContextCreateWorker() {
+  if (ctx_ != nullptr) llama_free(ctx_);  // created, but never handed to a scheduler
+}
 
 void ContextCreateWorker::Run() {
   llama_context_params params = llama_context_default_params();
   params.n_ctx = options_.contextSize;
   params.n_batch = options_.batchSize;
   params.n_ubatch = options_.microBatchSize;
-  params.n_seq_max = 1;
+  params.n_seq_max = static_cast<uint32_t>(options_.sequences);
+  // One KV cache shared by every sequence, as llama-server does: a long request may use what the others do not.
+  params.kv_unified = true;
   params.n_threads = options_.threads;
   params.n_threads_batch = options_.threadsBatch;
   params.embeddings = options_.embeddings;
@@ -33,21 +43,27 @@ void ContextCreateWorker::Run() {
     const std::string reason = TakeLastError();
     throw TeaError("ERR_CONTEXT_CREATE", "llama.cpp could not create a context" + (reason.empty() ? "" : ": " + reason));
   }
-  context_ = std::make_shared<ContextHandle>(model_, ctx, options_.embeddings, options_.contextSize);
+  ctx_ = ctx;
   if (options_.embeddings && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_NONE) {
-    context_.reset();
     throw TeaError("ERR_INVALID_ARGUMENT", "embeddings need a pooling type (mean, cls or last)");
   }
   // A reranker's own pooling (rank) yields n_cls_out scores per text, not an embedding of n_embd values: reading
   // n_embd floats from it would run past llama.cpp's buffer.
   if (options_.embeddings && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_RANK) {
-    context_.reset();
     throw TeaError("ERR_INVALID_ARGUMENT", "the model pools by rank (a reranker): it gives scores, not embeddings; pass pooling mean, cls or last");
   }
 }
 
 Napi::Value ContextCreateWorker::Result(Napi::Env env) {
-  return Context::Create(env, std::move(context_), modelObject_.Value());
+  SchedulerOptions options;
+  options.sequences = options_.sequences;
+  options.maxQueued = options_.maxQueued;
+  options.embeddings = options_.embeddings;
+  // llama.cpp may round n_ctx up (to a multiple of 256): the requested size is the one enforced per sequence.
+  options.sequenceLimit = options_.contextSize > 0 ? static_cast<int32_t>(std::min(options_.contextSize, llama_n_ctx(ctx_))) : 0;
+  llama_context* ctx = ctx_;
+  ctx_ = nullptr;
+  return Context::Create(env, model_, ctx, options, modelObject_.Value(), onEvents_.Value());
 }
 
 }  // namespace tea

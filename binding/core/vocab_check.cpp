@@ -5,7 +5,7 @@
 #include <memory>
 #include <unordered_map>
 
-#include "errors.h"
+#include "error.h"
 #include "gguf.h"
 #include "text_utils.h"
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "task.h"
 
 namespace tea {
 
@@ -33,24 +34,13 @@ struct ContextOptions {
   bool embeddings = false;
   int32_t pooling = -1;  // llama_pooling_type; -1: the model's own
   int32_t flashAttention = LLAMA_FLASH_ATTN_TYPE_AUTO;  // llama_flash_attn_type: -1 auto, 0 off, 1 on
+  int32_t sequences = 4;     // parallel sequences (n_seq_max), one unified KV cache
+  int32_t maxQueued = 1024;  // requests that may wait for a free sequence
 
   static ContextOptions Parse(const Napi::Value& value);
 };
 
-struct CompleteOptions {
-  int32_t maxTokens = 256;  // -1: until the context is full
-  float temperature = 0.8f;
-  int32_t topK = 40;
-  float topP = 0.95f;
-  float minP = 0.05f;
-  float repeatPenalty = 1.0f;
-  int32_t repeatLastN = 64;
-  float frequencyPenalty = 0.0f;
-  float presencePenalty = 0.0f;
-  uint32_t seed = LLAMA_DEFAULT_SEED;
-  std::vector<std::string> stop;
-
-  static CompleteOptions Parse(const Napi::Value& value);
-};
+// generate(prompt, options, stream): the task the scheduler runs (TS validates and defaults every field first).
+GenerationTask ParseGenerationTask(const Napi::Value& prompt, const Napi::Value& options, bool stream);
 
 }  // namespace tea

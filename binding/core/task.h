@@ -1,0 +1,80 @@
+// What the scheduler is asked to do (tasks) and what it answers (events). Plain data, no llama.cpp state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace tea {
+
+// Sampling settings of one request, as llama.cpp's common_params_sampling takes them. Defaults are llama.cpp's
+// except temperature, which the TypeScript request model always sets.
+struct SamplingOptions {
+  float temperature = 0.7f;
+  int32_t topK = 40;
+  float topP = 0.95f;
+  float minP = 0.05f;
+  float repeatPenalty = 1.0f;
+  int32_t repeatLastN = 64;
+  float frequencyPenalty = 0.0f;
+  float presencePenalty = 0.0f;
+  uint32_t seed = LLAMA_DEFAULT_SEED;
+
+  bool penalties() const { return repeatPenalty != 1.0f || frequencyPenalty != 0.0f || presencePenalty != 0.0f; }
+  // Plain greedy: the argmax of the logits is exactly llama.cpp's greedy pick, without a sampler chain.
+  bool plainGreedy() const { return temperature <= 0.0f && !penalties(); }
+};
+
+struct GenerationTask {
+  uint64_t id = 0;
+  std::string prompt;          // tokenized on the scheduler thread, with BOS/EOS and special-token parsing
+  int32_t maxTokens = 100;     // -1: until the sequence's context is full
+  std::vector<std::string> stop;
+  SamplingOptions sampling;
+  bool stream = false;         // emit text events as it is generated (the done event always carries the text)
+};
+
+struct EmbeddingTask {
+  uint64_t id = 0;
+  std::vector<std::string> texts;
+  bool normalize = true;
+};
+
+struct GenerationStats {
+  std::string text;
+  int32_t promptTokens = 0;
+  int32_t reusedPromptTokens = 0;
+  int32_t completionTokens = 0;
+  std::string finishReason = "stop";  // stop | length | abort
+  bool contextFull = false;
+  double queuedMs = 0;      // submit to admission into a slot
+  double promptMs = 0;      // admission to the first sampled token
+  double generationMs = 0;  // first sampled token to the end
+  double firstTokenMs = 0;  // submit to the first sampled token
+  int32_t slot = -1;        // the sequence that ran it
+};
+
+// One event for JavaScript. Text events of the same request that are waiting together are merged.
+struct Event {
+  enum class Kind { Text, Done, Error, Embeddings };
+  uint64_t id = 0;
+  Kind kind = Kind::Text;
+  std::string text;                          // Text
+  GenerationStats stats;                     // Done
+  std::string code, message;                 // Error
+  std::vector<std::vector<float>> vectors;   // Embeddings
+};
+
+// Where a scheduler sends its events. Called on the scheduler thread (and by Cancel on the caller's thread), once
+// per scheduler step with everything that step produced; an implementation must not block.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void Publish(std::vector<Event>&& events) = 0;
+};
+
+}  // namespace tea

@@ -1,0 +1,162 @@
+import { LlamaError, toLlamaError } from '../errors';
+import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration, NativeGenerateOptions, NativeModel } from '../native/binding-types';
+
+// The in-process engine's TypeScript side: one Engine per native scheduler (binding/core/scheduler.h). It submits
+// requests by id, routes the scheduler's coalesced events to them, wires AbortSignals to cancel, and settles every
+// request exactly once. Everything here runs on the JS thread that loaded the model.
+
+interface Pending {
+  onText?: (text: string) => void;
+  resolve(value: NativeGeneration | Float32Array[]): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Routes events to pending requests. Deliberately holds no reference to the native context: the context's event
+ * channel holds this router alive, and a reference back would keep a model that nobody disposes from being
+ * garbage-collected.
+ */
+class EventRouter {
+  readonly pending = new Map<number, Pending>();
+  cancel: (id: number) => void = () => undefined;
+  onIdle: () => void = () => undefined;
+
+  /** Called by the native event channel; must not throw. */
+  dispatch = (events: NativeEvent[]): void => {
+    for (const event of events) {
+      const p = this.pending.get(event.id);
+      if (!p) continue;
+      switch (event.type) {
+        case 'text':
+          if (!p.onText) break;
+          try {
+            p.onText(event.text);
+          } catch (error) {
+            // A throwing callback ends its own request with that error, and nothing else.
+            this.pending.delete(event.id);
+            this.cancel(event.id);
+            p.reject(error);
+          }
+          break;
+        case 'done':
+          this.pending.delete(event.id);
+          p.resolve(event.result);
+          break;
+        case 'embeddings':
+          this.pending.delete(event.id);
+          p.resolve(event.vectors);
+          break;
+        case 'error':
+          this.pending.delete(event.id);
+          p.reject(new LlamaError(event.code as never, event.message));
+          break;
+      }
+    }
+    if (this.pending.size === 0) this.onIdle();
+  };
+}
+
+/** Engines with requests in flight, so that process exit can stop them (see below). */
+const busy = new Set<Engine>();
+let exitHook = false;
+
+/**
+ * process.exit() (and the exit after an uncaught exception) would otherwise run the C++ static destructors while a
+ * scheduler thread still decodes. At exit every busy engine is stopped: its decode is interrupted and its thread
+ * joined, which takes at most one graph node.
+ */
+function markBusy(engine: Engine): void {
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const e of busy) e.stopNow();
+    });
+  }
+  busy.add(engine);
+}
+
+export class Engine {
+  readonly #native: NativeContext;
+  readonly #router: EventRouter;
+  #settled: Promise<void> | undefined;
+  #resolveSettled: (() => void) | undefined;
+
+  private constructor(native: NativeContext, router: EventRouter) {
+    this.#native = native;
+    this.#router = router;
+    const weak = new WeakRef(native);
+    router.cancel = (id) => weak.deref()?.cancel(id);
+    router.onIdle = () => {
+      busy.delete(this);
+      this.#resolveSettled?.();
+    };
+  }
+
+  /** Creates the native context and starts its scheduler thread. */
+  static async create(model: NativeModel, options: NativeContextOptions): Promise<Engine> {
+    const router = new EventRouter();
+    try {
+      return new Engine(await model.createContext(options, router.dispatch), router);
+    } catch (error) {
+      throw toLlamaError(error);
+    }
+  }
+
+  get info() {
+    return this.#native.info();
+  }
+
+  /** Runs one generation; resolves with the native result (finishReason 'abort' when aborted while running). */
+  generate(prompt: string, options: NativeGenerateOptions, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration> {
+    return this.#submit(() => this.#native.generate(prompt, options, onText !== undefined), signal, onText) as Promise<NativeGeneration>;
+  }
+
+  /** Embeds texts in batches shared with other embed calls. */
+  embed(texts: string[], normalize: boolean, signal: AbortSignal | undefined): Promise<Float32Array[]> {
+    return this.#submit(() => this.#native.embed(texts, normalize), signal) as Promise<Float32Array[]>;
+  }
+
+  #submit(start: () => number, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration | Float32Array[]> {
+    if (signal?.aborted) return Promise.reject(new LlamaError('ERR_ABORTED', 'aborted before it started'));
+    let id: number;
+    try {
+      id = start();
+    } catch (error) {
+      return Promise.reject(toLlamaError(error));
+    }
+    markBusy(this);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.#native.cancel(id);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const unlink = () => signal?.removeEventListener('abort', onAbort);
+      this.#router.pending.set(id, {
+        onText,
+        resolve: (value) => {
+          unlink();
+          resolve(value);
+        },
+        reject: (error) => {
+          unlink();
+          reject(error);
+        },
+      });
+    });
+  }
+
+  /**
+   * Stops the scheduler: running requests resolve with what they produced (finishReason 'abort'), queued ones
+   * reject with ERR_DISPOSED. Resolves once every request has settled.
+   */
+  dispose(): Promise<void> {
+    if (this.#router.pending.size > 0) {
+      this.#settled ??= new Promise<void>((done) => (this.#resolveSettled = done));
+    }
+    this.#native.dispose();
+    return this.#settled ?? Promise.resolve();
+  }
+
+  /** At process exit: stop without waiting for events (nothing will run them). */
+  stopNow(): void {
+    this.#native.dispose();
+  }
+}
