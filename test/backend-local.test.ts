@@ -63,7 +63,10 @@ describe.runIf(haveModel(STORIES))('LocalLlmBackend on stories260K', () => {
     expect(long.completionTokens).toBeGreaterThan(7);
     expect(long.completionTokens).toBeLessThanOrEqual(100);
     expect((await short.call({ prompt: 'Once upon a time', maxTokens: 3 })).completionTokens).toBe(3);
-    await expect(short.call({ prompt: 'x', maxTokens: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    // One request model for Model and backends: -1 means until the context is full, 0 generates nothing.
+    expect(await short.call({ prompt: 'x', maxTokens: 0 })).toMatchObject({ completionTokens: 0, finishReason: 'length', text: '' });
+    await expect(short.call({ prompt: 'x', maxTokens: -2 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(short.call({ prompt: 'x', maxToken: 3 } as never)).rejects.toThrow(/did you mean 'maxTokens'/);
     await expect(short.call({ prompt: 42 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(short.chat([{ role: 'user' }] as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });

@@ -103,7 +103,8 @@ describe.runIf(haveModel(STORIES) && haveModel(PHI3_VOCAB))('runtime behaviour',
 
   it('dispose during a generation aborts it and frees the model', async () => {
     const path = await syntheticModel('130m', 'Q4_K_M');
-    const model = await loadModel(path, { contextSize: 512, threads: 2 });
+    // One sequence, so the second request waits for the first.
+    const model = await loadModel(path, { contextSize: 512, threads: 2, sequences: 1 });
     let chunks = 0;
     const running = model.complete('Once upon a time', { maxTokens: 400, onChunk: () => chunks++ });
     // Observed from the start: dispose() rejects it before this test awaits it.

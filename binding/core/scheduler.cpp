@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "error.h"
 #include "sampler.h"
@@ -209,6 +212,11 @@ void Scheduler::Loop() {
   for (Slot& slot : slots_) slot.sampler.reset();
   llama_free(ctx_);  // on the thread that ran its decodes: the OpenMP team it created goes with it
   ctx_ = nullptr;
+#if defined(__GLIBC__)
+  // A context freed by the garbage collector goes long after newer allocations: glibc keeps the freed KV and
+  // compute buffers in its arenas (measured: 2.8 MB of RSS per collected stories260K context, for ever).
+  malloc_trim(0);
+#endif
 }
 
 void Scheduler::Publish(std::vector<Event>& events) {

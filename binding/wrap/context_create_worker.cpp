@@ -36,6 +36,16 @@ void ContextCreateWorker::Run() {
     // A sequence must fit one micro-batch to be pooled (and non-causal models need it whole).
     params.n_ubatch = params.n_batch;
   }
+  // llama.cpp reserves one output per sequence and asserts that n_batch holds them: every generating sequence
+  // adds a token to each batch, so the batch grows to the sequence count; an embedding batch cannot hold more
+  // texts than tokens, so the sequence count shrinks to the batch.
+  if (options_.embeddings) {
+    options_.sequences = std::min<int32_t>(options_.sequences, static_cast<int32_t>(params.n_batch));
+  } else {
+    params.n_batch = std::max<uint32_t>(params.n_batch, static_cast<uint32_t>(options_.sequences));
+    params.n_ubatch = std::min(params.n_ubatch, params.n_batch);
+  }
+  params.n_seq_max = static_cast<uint32_t>(options_.sequences);
   if (options_.pooling >= 0) params.pooling_type = static_cast<enum llama_pooling_type>(options_.pooling);
   TakeLastError();
   llama_context* ctx = llama_init_from_model(model_->model, params);

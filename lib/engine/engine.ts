@@ -56,40 +56,40 @@ class EventRouter {
   };
 }
 
-/** Engines with requests in flight, so that process exit can stop them (see below). */
-const busy = new Set<Engine>();
+/**
+ * Every native context not yet disposed, weakly (a model nobody disposes must still be garbage-collected; its
+ * context's destructor stops its scheduler). process.exit() (and the exit after an uncaught exception) would
+ * otherwise run the C++ static destructors while a scheduler thread still decodes: at exit each one is stopped,
+ * its decode interrupted and its thread joined, which takes at most one graph node.
+ */
+const live = new Set<WeakRef<NativeContext>>();
 let exitHook = false;
 
-/**
- * process.exit() (and the exit after an uncaught exception) would otherwise run the C++ static destructors while a
- * scheduler thread still decodes. At exit every busy engine is stopped: its decode is interrupted and its thread
- * joined, which takes at most one graph node.
- */
-function markBusy(engine: Engine): void {
+function register(native: NativeContext): WeakRef<NativeContext> {
   if (!exitHook) {
     exitHook = true;
     process.once('exit', () => {
-      for (const e of busy) e.stopNow();
+      for (const ref of live) ref.deref()?.dispose();
     });
   }
-  busy.add(engine);
+  for (const ref of live) if (ref.deref() === undefined) live.delete(ref);
+  const ref = new WeakRef(native);
+  live.add(ref);
+  return ref;
 }
 
 export class Engine {
   readonly #native: NativeContext;
   readonly #router: EventRouter;
+  readonly #ref: WeakRef<NativeContext>;
   #settled: Promise<void> | undefined;
-  #resolveSettled: (() => void) | undefined;
 
   private constructor(native: NativeContext, router: EventRouter) {
     this.#native = native;
     this.#router = router;
-    const weak = new WeakRef(native);
+    this.#ref = register(native);
+    const weak = this.#ref;
     router.cancel = (id) => weak.deref()?.cancel(id);
-    router.onIdle = () => {
-      busy.delete(this);
-      this.#resolveSettled?.();
-    };
   }
 
   /** Creates the native context and starts its scheduler thread. */
@@ -124,7 +124,6 @@ export class Engine {
     } catch (error) {
       return Promise.reject(toLlamaError(error));
     }
-    markBusy(this);
     return new Promise((resolve, reject) => {
       const onAbort = () => this.#native.cancel(id);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -149,14 +148,10 @@ export class Engine {
    */
   dispose(): Promise<void> {
     if (this.#router.pending.size > 0) {
-      this.#settled ??= new Promise<void>((done) => (this.#resolveSettled = done));
+      this.#settled ??= new Promise<void>((done) => (this.#router.onIdle = done));
     }
     this.#native.dispose();
+    live.delete(this.#ref);
     return this.#settled ?? Promise.resolve();
-  }
-
-  /** At process exit: stop without waiting for events (nothing will run them). */
-  stopNow(): void {
-    this.#native.dispose();
   }
 }
