@@ -10,7 +10,7 @@ export type LlamaErrorCode =
   | 'ERR_DECODE'
   | 'ERR_ABORTED'
   | 'ERR_DISPOSED'
-  | 'ERR_BUSY'
+  | 'ERR_QUEUE_FULL'
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_NATIVE_LOAD'
