@@ -4,20 +4,11 @@ import { describe, expect, it } from 'vitest';
 
 import { LlamaError, loadModel, type GenerationResult } from '../lib';
 import { startLlamaServer } from './support/llama-server';
-import { haveModel, modelPath, repoRoot, STORIES } from './support/models';
+import { haveModel, modelPath, repoRoot, STORIES, STORY_PROMPTS } from './support/models';
 
 // The engine (binding/core/scheduler.cpp, lib/engine): parallel sequences and continuous batching on one model.
 
-const PROMPTS = [
-  'Once upon a time',
-  'The little dog',
-  'Lily wanted to',
-  'One day, a big',
-  'Tom and Sue went',
-  'The sun was',
-  'A cat sat on',
-  'There was a girl',
-];
+const PROMPTS = STORY_PROMPTS;
 const GREEDY = { maxTokens: 32, temperature: 0 };
 
 describe.runIf(haveModel(STORIES))('engine: parallel sequences on stories260K', () => {

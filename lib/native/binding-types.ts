@@ -1,3 +1,5 @@
+import type { ResolvedSampling } from '../engine/request';
+
 /**
  * The raw interface of the native addon (binding/*.cpp). Internal: the public API in lib/model.ts wraps it.
  * Each signature mirrors the comment above the bound C++ method.
@@ -31,19 +33,8 @@ export interface NativeContextOptions {
   maxQueued?: number;
 }
 
-export interface NativeGenerateOptions {
-  maxTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repeatPenalty?: number;
-  repeatLastN?: number;
-  frequencyPenalty?: number;
-  presencePenalty?: number;
-  seed?: number;
-  stop?: string[];
-}
+/** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
+export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] };
 
 export interface NativeModelInfo {
   architecture: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { LlamaError, loadModel, type CompletionOptions, type CompletionResult, type LlamaModel } from '../../lib';
-import { haveModel, modelPath, PHI3_VOCAB, STORIES } from '../support/models';
+import { haveModel, modelPath, PHI3_VOCAB, STORIES, STORY_PROMPTS } from '../support/models';
 import { syntheticModel } from '../support/synthetic';
 import { figure, lastJson, rng, runScript, SEED, sleep } from './helpers';
 
@@ -14,16 +14,7 @@ interface Request {
   options: CompletionOptions;
 }
 
-const PROMPTS = [
-  'Once upon a time',
-  'The little dog',
-  'Lily wanted to',
-  'One day, a big',
-  'Tom and Sue went',
-  'The sun was',
-  'A cat sat on',
-  'There was a girl',
-];
+const PROMPTS = STORY_PROMPTS;
 
 /** Greedy and seeded-sampling requests (both deterministic). */
 const REQUESTS: Request[] = PROMPTS.map((prompt, i) => ({

@@ -30,3 +30,15 @@ export function haveModel(name: string): boolean {
 export const STORIES = 'stories260K.gguf';
 export const PHI3_VOCAB = 'ggml-vocab-phi-3.gguf';
 export const TOKENIZER_VOCABS = ['ggml-vocab-phi-3.gguf', 'ggml-vocab-gpt-2.gguf', 'ggml-vocab-bert-bge.gguf'];
+
+/** Eight story openings that stories260K continues differently (concurrency tests). */
+export const STORY_PROMPTS = [
+  'Once upon a time',
+  'The little dog',
+  'Lily wanted to',
+  'One day, a big',
+  'Tom and Sue went',
+  'The sun was',
+  'A cat sat on',
+  'There was a girl',
+];
