@@ -6,6 +6,7 @@ export { LlamaModel, loadModel } from './model';
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
+export { GENERATION_DEFAULTS } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';
 export { ApiLlmBackend, type ApiLlmBackendOptions } from './backends/api-backend';
@@ -25,7 +26,6 @@ export {
   type ModelPathSource,
   type ResolveModelPathOptions,
 } from './config/model-path';
-export { expandPath, type Env } from './config/expand-path';
 export { createStderrLogger, defaultLogger, silentLogger, type Logger, type LoggerLevel } from './logger';
 export {
   LLM_ACTIONS,
