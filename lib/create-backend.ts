@@ -8,13 +8,20 @@ import { ResponseCache } from './backends/response-cache';
 import type { Env } from './config/expand-path';
 import { describeSearch, resolveModelPath } from './config/model-path';
 import { suggestKey, SettingsError, type LlmSettings, type LlmSettingsInput } from './config/schema';
-import { resolveSettings } from './config/settings';
+import { rejectUnknownKeys } from './engine/request';
+import { rejectUnknownSettingOptions, resolveSettings } from './config/settings';
 import { LlamaError, toLlamaError } from './errors';
 import { defaultLogger, type Logger } from './logger';
 import { getBinding } from './native/load-binding';
 
 export interface CreateLlmBackendOptions extends LlmSettingsInput {
-  /** A YAML settings file; only its `llm` block is read. */
+  /**
+   * The settings your application already parsed from its own YAML: `{ llm: { backend, model_path, n_ctx, … },
+   * …your other blocks }`. Only `llm` is read, with the same checks, precedence (the YAML layer, below the
+   * environment and these options) and messages as a settings file. Default: none.
+   */
+  settings?: Record<string, unknown>;
+  /** A YAML settings file; only its `llm` block is read. Default: none. At most one of `settings` and `settingsFile`. */
   settingsFile?: string;
   /** Default: `process.env`. */
   env?: Env;
@@ -28,11 +35,19 @@ export interface CreateLlmBackendOptions extends LlmSettingsInput {
   onLoadProgress?: (progress: number) => void;
 }
 
-/** Runtime context when passing already resolved settings. */
+/** Runtime context when passing already resolved settings, or a host's parsed settings document. */
 export type CreateLlmBackendContext = Pick<CreateLlmBackendOptions, 'env' | 'homeDir' | 'logger' | 'freeMemory' | 'onLoadProgress'>;
+
+const CONTEXT_KEYS = ['env', 'homeDir', 'logger', 'freeMemory', 'onLoadProgress'];
+const OPTION_KEYS = ['settings', 'settingsFile', ...CONTEXT_KEYS];
 
 function isResolved(value: unknown): value is LlmSettings {
   return typeof value === 'object' && value !== null && typeof (value as LlmSettings).sources === 'object';
+}
+
+/** A host's parsed settings document, passed as it is: `{ llm: { … } }`. */
+function isHostSettings(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, 'llm');
 }
 
 function common(settings: LlmSettings, logger: Logger): BackendCommonOptions {
@@ -72,8 +87,15 @@ function checkChatFormat(settings: LlmSettings): void {
 }
 
 /**
- * Builds the backend the settings ask for, resolving them first (explicit > environment > YAML > defaults)
- * unless they are already resolved (the result of {@link resolveSettings}):
+ * Builds the backend the settings ask for. Three forms:
+ * - `createLlmBackend(options)`: camelCase options (see {@link CreateLlmBackendOptions}), with the YAML layer from
+ *   `settings` (a parsed settings document) or `settingsFile`;
+ * - `createLlmBackend(hostSettings, context?)`: the settings document a host application parsed from its YAML,
+ *   as it is (`{ llm: { backend, model_path, … }, …other blocks }`; recognised by its `llm` key), the same as
+ *   `createLlmBackend({ settings: hostSettings, ...context })`;
+ * - `createLlmBackend(resolved, context?)`: settings already resolved by {@link resolveSettings}.
+ *
+ * Settings are resolved explicit options > environment > YAML layer > defaults, every layer checked first:
  * - `backend: local`: a {@link LocalLlmBackend} when a model resolves (see {@link resolveModelPath}) and loads;
  *   otherwise, when an API is configured (`llm.api.base_url` / `LLM_API_BASE`), an {@link ApiLlmBackend}, with the
  *   reason logged as a warning; otherwise ERR_NO_BACKEND naming every place searched.
@@ -83,22 +105,38 @@ function checkChatFormat(settings: LlmSettings): void {
  *
  * @throws SettingsError (ERR_SETTINGS_INVALID) for bad settings, before anything is loaded; ERR_NO_BACKEND.
  */
-export async function createLlmBackend(settings?: CreateLlmBackendOptions): Promise<LlmBackend>;
-export async function createLlmBackend(settings: LlmSettings, context?: CreateLlmBackendContext): Promise<LlmBackend>;
+export async function createLlmBackend(options?: CreateLlmBackendOptions): Promise<LlmBackend>;
+export async function createLlmBackend(settings: LlmSettings | Record<string, unknown>, context?: CreateLlmBackendContext): Promise<LlmBackend>;
 export async function createLlmBackend(
-  input: CreateLlmBackendOptions | LlmSettings = {},
+  input: CreateLlmBackendOptions | LlmSettings | Record<string, unknown> = {},
   context: CreateLlmBackendContext = {},
 ): Promise<LlmBackend> {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: expected an options object, a settings document with an llm block, or resolved settings');
+  }
+  if (typeof context !== 'object' || context === null) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: context must be an object');
+  rejectUnknownKeys(context, CONTEXT_KEYS, 'createLlmBackend() context');
   let settings: LlmSettings;
   let runtime: CreateLlmBackendContext;
   if (isResolved(input)) {
     settings = input;
     runtime = context;
+  } else if (isHostSettings(input)) {
+    runtime = context;
+    settings = await resolveSettings({ settings: input, env: context.env, homeDir: context.homeDir });
   } else {
-    if (typeof input !== 'object' || input === null) throw new LlamaError('ERR_INVALID_ARGUMENT', 'settings must be an object');
-    const { settingsFile, env, homeDir, logger, freeMemory, onLoadProgress, ...explicit } = input;
+    if (Object.keys(context).length > 0) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: a context goes with resolved settings or a settings document; put these keys in the options');
+    rejectUnknownSettingOptions('createLlmBackend() options', input, OPTION_KEYS);
+    const { settings: host, settingsFile, env, homeDir, logger, freeMemory, onLoadProgress, ...explicit } = input as CreateLlmBackendOptions;
+    if (host !== undefined && settingsFile !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: give settings or settingsFile, not both');
     runtime = { env, homeDir, logger, freeMemory, onLoadProgress };
-    settings = await resolveSettings({ settings: explicit, file: settingsFile, env, homeDir });
+    settings = await resolveSettings({
+      options: explicit,
+      ...(host !== undefined ? { settings: host } : {}),
+      ...(settingsFile !== undefined ? { file: settingsFile } : {}),
+      env,
+      homeDir,
+    });
   }
   const logger = runtime.logger ?? defaultLogger;
   const env = runtime.env ?? process.env;
@@ -119,9 +157,15 @@ export async function createLlmBackend(
   }
 
   // backend: local, falling back to the API.
-  const resolution = resolveModelPath(settings, { env, homeDir: runtime.homeDir, logger });
+  const resolution = resolveModelPath(settings, { env, ...(runtime.homeDir !== undefined ? { homeDir: runtime.homeDir } : {}), logger });
   let reason: string;
   let cause: unknown;
+  if (resolution.explicitMissing) {
+    // An explicit model path is a request for that model: never replaced by another model or the API.
+    const asked = resolution.searched.find((c) => c.source === 'option')?.path ?? settings.modelPath;
+    const found = resolution.ambiguous.length > 0 ? `: it holds several equally recent models (${resolution.ambiguous[0].models.join(', ')})` : '';
+    throw new LlamaError('ERR_MODEL_NOT_FOUND', `model file not found: ${asked} (the modelPath option)${found}`);
+  }
   if (resolution.path === null) {
     reason = `no model found; looked in:\n${describeSearch(resolution)}`;
   } else {

@@ -23,6 +23,7 @@ export type LlamaErrorCode =
   | 'ERR_SETTINGS_INVALID'
   | 'ERR_NO_BACKEND'
   | 'ERR_WORKFLOW_INVALID'
+  | 'ERR_WORKFLOW_SCRIPT'
   | 'ERR_DOWNLOAD'
   | 'ERR_CHECKSUM';
 

@@ -21,6 +21,9 @@ describe('hf: shorthand', () => {
     );
     expect(expandModelUrl('hf:user/repo@v1.0/a b.gguf')).toBe('https://huggingface.co/user/repo/resolve/v1.0/a%20b.gguf');
     expect(expandModelUrl('https://example.com/m.gguf?x=1')).toBe('https://example.com/m.gguf?x=1');
+    // HF_ENDPOINT (a mirror, as the Hugging Face tools read it) replaces https://huggingface.co.
+    expect(expandModelUrl('hf:user/repo/f.gguf', { HF_ENDPOINT: 'http://127.0.0.1:8000/' })).toBe('http://127.0.0.1:8000/user/repo/resolve/main/f.gguf');
+    expect(() => expandModelUrl('hf:user/repo/f.gguf', { HF_ENDPOINT: 'mirror' })).toThrow("HF_ENDPOINT: expected an http:// or https:// URL, got 'mirror'");
   });
 
   it('rejects what it cannot expand', () => {
@@ -239,8 +242,9 @@ describe.runIf(haveModel(STORIES))('tea-llama pull from a local HTTP server', ()
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^tea-llama: ERR_DOWNLOAD: cannot reach http:\/\/127\.0\.0\.1:9\/m\.gguf: /m);
     for (const r of [missing, page, refused]) expect(r.stderr).not.toMatch(/^\s+at /m);
+    // A URL the command cannot use is a wrong command line: exit code 2.
     const usage = await pull(['hf:only/two.gguf'], cliEnv());
-    expect(usage.code).toBe(1);
-    expect(usage.stderr).toBe('tea-llama: ERR_INVALID_ARGUMENT: "hf:only/two.gguf" is not hf:USER/REPO/FILE.gguf\n');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toBe('tea-llama: ERR_INVALID_ARGUMENT: "hf:only/two.gguf" is not hf:USER/REPO/FILE.gguf (see tea-llama pull --help)\n');
   });
 });

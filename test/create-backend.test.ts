@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,50 @@ describe('createLlmBackend without a model or a server', () => {
       code: 'ERR_SETTINGS_INVALID',
       message: expect.stringContaining('llm.api.base_url'),
     });
+  });
+
+  it("takes the host's parsed settings: as { settings } with options, or as they are", async () => {
+    const { home } = sandbox();
+    const host = { app: { name: 'my-app', model_path: 42 }, llm: { backend: 'api', api: { base_url: 'http://127.0.0.1:9/v1', timeout: 2 } } };
+    const logger = captureLogger();
+    const wrapped = await createLlmBackend({ settings: host, env: {}, homeDir: home, logger });
+    expect(wrapped).toBeInstanceOf(ApiLlmBackend);
+    expect((wrapped as ApiLlmBackend).apiBase).toBe('http://127.0.0.1:9/v1');
+    const bare = await createLlmBackend(host, { env: {}, homeDir: home, logger });
+    expect(bare).toBeInstanceOf(ApiLlmBackend);
+    expect((bare as ApiLlmBackend).apiBase).toBe('http://127.0.0.1:9/v1');
+    // Explicit options and the environment win over the host's settings, key by key.
+    expect(await createLlmBackend({ settings: host, backend: 'mock', env: {}, homeDir: home, logger })).toBeInstanceOf(MockLlmBackend);
+    expect(await createLlmBackend(host, { env: { LLM_BACKEND: 'mock' }, homeDir: home, logger })).toBeInstanceOf(MockLlmBackend);
+    // The same checks and messages as a file.
+    const bad = await createLlmBackend({ llm: { n_cxt: 512 } }, { env: {}, logger }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(SettingsError);
+    expect((bad as SettingsError).message).toBe(
+      'invalid settings in the settings object:\n  llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, embedding, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
+    );
+  });
+
+  it('options are strict: an unknown key is ERR_INVALID_ARGUMENT naming it and the nearest known key', async () => {
+    const cases: Array<[unknown[], string]> = [
+      [[{ contxtSize: 512 }], "unknown option 'contxtSize' in createLlmBackend() options (did you mean 'contextSize'?)"],
+      [[{ settingFile: 'settings.yaml' }], "unknown option 'settingFile' in createLlmBackend() options (did you mean 'settingsFile'?)"],
+      [[{ maxToken: 5 }], "(did you mean 'maxTokens'?)"],
+      [[{ api: { baseURL: 'http://x' } }], "unknown option 'baseURL' in createLlmBackend() options.api (did you mean 'baseUrl'?)"],
+      [[{ settings: { llm: {} }, settingsFile: 'x.yaml' }], 'createLlmBackend: give settings or settingsFile, not both'],
+      [[{ llm: {} }, { loger: console }], "unknown option 'loger' in createLlmBackend() context (did you mean 'logger'?)"],
+      [['settings.yaml'], 'createLlmBackend: expected an options object'],
+    ];
+    for (const [args, message] of cases) {
+      const error = await (createLlmBackend as (...a: unknown[]) => Promise<unknown>)(...args).catch((e: unknown) => e);
+      expect(error, message).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(message) });
+    }
+  });
+
+  it('an explicit modelPath that does not exist is ERR_MODEL_NOT_FOUND naming it, never another model or the API', async () => {
+    const { root, home } = sandbox();
+    const missing = join(root, 'no-such-model.gguf');
+    const error = await createLlmBackend({ modelPath: missing, env: { LLM_API_BASE: 'http://127.0.0.1:9/v1' }, homeDir: home, logger: captureLogger() }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_MODEL_NOT_FOUND', message: `model file not found: ${missing} (the modelPath option)` });
   });
 
   it('a bad settings file never yields a backend, and nothing is loaded', async () => {
@@ -160,6 +204,19 @@ describe.runIf(haveModel(STORIES))('createLlmBackend: local, with the API as the
     const entries = readdirSync(cacheDir, { recursive: true }).map(String).filter((f) => f.endsWith('.json'));
     expect(entries).toHaveLength(1);
     expect(readFileSync(join(cacheDir, entries[0]), 'utf8')).toContain(JSON.stringify(first.content));
+  });
+
+  it('nothing configured: the only model in ~/.cache/tea/models is used, whatever its name', async () => {
+    const { home } = sandbox();
+    const cache = join(home, '.cache', 'tea', 'models');
+    mkdirSync(cache, { recursive: true });
+    copyFileSync(modelPath(STORIES), join(cache, 'my-pulled-model.gguf'));
+    const logger = captureLogger();
+    const backend = keep(await createLlmBackend({ threads: 2, contextSize: 256, env: {}, homeDir: home, logger }));
+    expect(backend.kind).toBe('local');
+    expect(backend.model).toBe('my-pulled-model.gguf');
+    expect(logger.text('info')).toContain(`${join(cache, 'my-pulled-model.gguf')} is the only model in ${cache}`);
+    expect((await backend.call(PARAMS)).content).toMatch(/^, there was a little girl/);
   });
 
   it('accepts settings already resolved by resolveSettings()', async () => {

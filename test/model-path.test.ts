@@ -1,9 +1,10 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 
 import { DEFAULT_MODEL_FILES, resolveModelPath, resolveSettings } from '../lib';
+import { describeSearch } from '../lib/config/model-path';
 import { captureLogger } from './support/capture-logger';
 
 const [PHI, GEMMA] = DEFAULT_MODEL_FILES;
@@ -110,9 +111,61 @@ describe('resolveModelPath', () => {
     const explicit = touch(join(root, 'explicit.gguf'));
     const fromEnv = touch(join(root, 'env.gguf'));
     const env = { TEA_MODEL_PATH: fromEnv };
-    const settings = await resolveSettings({ settings: { modelPath: explicit }, env, homeDir: home });
+    const settings = await resolveSettings({ options: { modelPath: explicit }, env, homeDir: home });
     expect(resolveModelPath(settings, { env, homeDir: home, logger: captureLogger() })).toMatchObject({ path: explicit, source: 'option' });
     const fromYaml = await resolveSettings({ yaml: `llm: { model_path: ${explicit} }`, env, homeDir: home });
     expect(resolveModelPath(fromYaml, { env, homeDir: home, logger: captureLogger() })).toMatchObject({ path: fromEnv, source: 'TEA_MODEL_PATH' });
+  });
+
+  it('nothing configured: a folder without a default model gives its only model, else the most recently pulled one', () => {
+    const logger = captureLogger();
+    const only = touch(join(cache, 'stories260K.gguf'));
+    touch(join(cache, 'next.gguf.partial'));
+    const first = resolveModelPath({}, { env: {}, homeDir: home, logger });
+    expect(first).toMatchObject({ path: only, source: 'cache' });
+    expect(first.searched.at(-1)).toEqual({ source: 'cache', path: only, state: 'file', chosen: 'only' });
+    expect(logger.text('info')).toContain(`${only} is the only model in ${cache}`);
+
+    const older = touch(join(cache, 'older.gguf'));
+    const newer = touch(join(cache, 'newer.gguf'));
+    utimesSync(older, new Date(2020, 0, 1), new Date(2020, 0, 1));
+    utimesSync(only, new Date(2021, 0, 1), new Date(2021, 0, 1));
+    utimesSync(newer, new Date(2022, 0, 1), new Date(2022, 0, 1));
+    const several = captureLogger();
+    const r = resolveModelPath({}, { env: {}, homeDir: home, logger: several });
+    expect(r).toMatchObject({ path: newer, source: 'cache' });
+    expect(r.searched.at(-1)).toMatchObject({ chosen: 'newest', others: [only, older] });
+    expect(several.text('warn')).toBe(
+      `using ${newer}, the most recently pulled of 3 models in ${cache} (others: stories260K.gguf, older.gguf); set TEA_MODEL_PATH or llm.model_path to choose`,
+    );
+    // A default model still wins over the newest file.
+    touch(join(cache, GEMMA));
+    utimesSync(join(cache, GEMMA), new Date(2019, 0, 1), new Date(2019, 0, 1));
+    expect(resolveModelPath({}, { env: {}, homeDir: home, logger: captureLogger() }).path).toBe(join(cache, GEMMA));
+  });
+
+  it('equally recent models are ambiguous: none is taken, and the search lists them', () => {
+    const a = touch(join(cache, 'a.gguf'));
+    const b = touch(join(cache, 'b.gguf'));
+    const when = new Date(2024, 5, 1);
+    utimesSync(a, when, when);
+    utimesSync(b, when, when);
+    const r = resolveModelPath({}, { env: {}, homeDir: home, logger: captureLogger() });
+    expect(r.path).toBeNull();
+    expect(r.ambiguous).toEqual([{ source: 'cache', folder: cache, models: [a, b] }]);
+    expect(describeSearch(r)).toContain(`cache: ${cache} holds equally recent models, none taken: ${a}, ${b}`);
+  });
+
+  it('an explicit modelPath option that does not exist ends the search: no other model replaces it', async () => {
+    touch(join(cache, PHI));
+    const missing = join(root, 'missing.gguf');
+    const settings = await resolveSettings({ options: { modelPath: missing }, env: {}, homeDir: home });
+    const r = resolveModelPath(settings, { env: {}, homeDir: home, logger: captureLogger() });
+    expect(r).toMatchObject({ path: null, explicitMissing: true });
+    expect(r.searched).toEqual([{ source: 'option', path: missing, state: 'missing' }]);
+    // The same path from a settings file is only a candidate: the search goes on.
+    const fromFile = await resolveSettings({ yaml: `llm: { model_path: ${missing} }`, env: {}, homeDir: home });
+    expect(resolveModelPath(fromFile, { env: {}, homeDir: home, logger: captureLogger() })).toMatchObject({ path: join(cache, PHI), explicitMissing: false });
+    expect(() => resolveModelPath({}, { env: {}, homedir: home } as never)).toThrow("unknown option 'homedir' in resolveModelPath() options (did you mean 'homeDir'?)");
   });
 });

@@ -124,7 +124,7 @@ describe('settings', () => {
       expect(error.issues[0].path, line).toBe(path);
       expect(error.issues[0].expected, line).toMatch(expected);
       expect(error.issues[0].found, line).toMatch(found);
-      expect(error.message, line).toContain(`${path}: expected ${error.issues[0].expected}, found ${error.issues[0].found}`);
+      expect(error.message, line).toContain(`${path}: expected ${error.issues[0].expected}, got ${error.issues[0].found}`);
     }
     const notAMapping = await problem(resolveSettings({ yaml: 'llm: [1, 2]', env: {} }));
     expect(notAMapping.issues[0]).toMatchObject({ path: 'llm', found: 'a list' });
@@ -160,13 +160,42 @@ describe('settings', () => {
       ['llm.frobnicate', undefined],
     ]);
     expect(error.message).toContain('llm.n_cxt: expected one of the known keys');
-    expect(error.message).toContain('found an unknown key; did you mean "n_ctx"?');
-    // Explicit options are checked the same way, with their camelCase names.
-    const explicit = await problem(resolveSettings({ settings: { contextsize: 10, api: { baseURL: 'http://x' } } as never, env: {} }));
-    expect(explicit.issues.map((i) => [i.path, i.suggestion])).toEqual([
-      ['options.contextsize', 'contextSize'],
-      ['options.api.baseURL', 'baseUrl'],
-    ]);
+    expect(error.message).toContain('got an unknown key; did you mean "n_ctx"?');
+  });
+
+  it('explicit options are strict: an unknown key is ERR_INVALID_ARGUMENT naming it and the nearest known key', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ options: { contextsize: 10 } }, "unknown option 'contextsize' in resolveSettings() options.options (did you mean 'contextSize'?)"],
+      [{ options: { contxtSize: undefined } }, "(did you mean 'contextSize'?)"],
+      [{ options: { api: { baseURL: 'http://x' } } }, "unknown option 'baseURL' in resolveSettings() options.options.api (did you mean 'baseUrl'?)"],
+      [{ setings: {} }, "unknown option 'setings' in resolveSettings() options (did you mean 'settings'?)"],
+      [{ yaml: { llm: {} } }, 'resolveSettings: yaml must be YAML text (got a mapping); pass an object you already parsed as settings'],
+      [{ yaml: 'llm: {}', settings: { llm: {} } }, 'resolveSettings: give one YAML layer, not settings and yaml'],
+      [{ settings: [1] }, 'resolveSettings: settings must be the parsed settings document'],
+    ];
+    for (const [options, message] of cases) {
+      const error = await resolveSettings({ env: {}, ...options } as never).catch((e: unknown) => e);
+      expect(error, message).toBeInstanceOf(LlamaError);
+      expect(error, message).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(message) });
+    }
+  });
+
+  it('takes the settings a host already parsed from its own YAML, with the checks and messages of a file', async () => {
+    const { parse } = await import('yaml');
+    const host = parse(FULL) as Record<string, unknown>;
+    const fromObject = await resolveSettings({ settings: host, env: { CACHE_ROOT: '/var/cache/tea' }, homeDir: home });
+    const fromText = await resolveSettings({ yaml: FULL, env: { CACHE_ROOT: '/var/cache/tea' }, homeDir: home });
+    expect(fromObject).toEqual(fromText);
+    expect(fromObject.sources.contextSize).toBe('yaml');
+    // Same precedence as a file: explicit > environment > the host's settings.
+    const layered = await resolveSettings({ settings: host, env: { LLM_MAX_TOKENS: '7' }, options: { temperature: 0 }, homeDir: home });
+    expect(layered).toMatchObject({ temperature: 0, maxTokens: 7, topP: 0.9 });
+    // Same messages as a file, under the name "the settings object".
+    const bad = await problem(resolveSettings({ settings: { app: { x: 1 }, llm: { n_cxt: 512, temperature: 'hot' } }, env: {} }));
+    const asFile = await problem(resolveSettings({ yaml: 'app: { x: 1 }\nllm: { n_cxt: 512, temperature: hot }\n', env: {} }));
+    expect(bad.issues).toEqual(asFile.issues);
+    expect(bad.message).toBe(asFile.message.replace('settings YAML', 'the settings object'));
+    expect(bad.message).toContain('llm.n_cxt: expected one of the known keys');
   });
 
   it('reports YAML syntax errors with their line, and an unreadable file', async () => {
@@ -181,9 +210,9 @@ describe('settings', () => {
 
   it('reports every problem of every source at once', async () => {
     const error = await problem(
-      resolveSettings({ yaml: 'llm:\n  n_ctx: -1\n  backend: cloud\n', env: { LLM_MAX_TOKENS: 'lots' }, settings: { topP: 5 } }),
+      resolveSettings({ yaml: 'llm:\n  n_ctx: -1\n  backend: cloud\n', env: { LLM_MAX_TOKENS: 'lots' }, options: { topP: 5 } }),
     );
-    expect(error.issues.map((i) => i.path)).toEqual(['llm.n_ctx', 'llm.backend', 'LLM_MAX_TOKENS (environment)', 'options.topP']);
+    expect(error.issues.map((i) => i.path)).toEqual(['llm.n_ctx', 'llm.backend', 'LLM_MAX_TOKENS', 'options.topP']);
   });
 
   it('reads every LLM_* variable, parsing numbers and booleans; an empty one is unset', () => {
@@ -209,15 +238,16 @@ describe('settings', () => {
       api: { baseUrl: 'https://example.test/v1', apiKey: 'k', model: 'qwen', timeout: 2.5 },
     });
     expect(settingsFromEnv({ LLM_ENABLE_CACHE: 'off', LLM_BACKEND: '' })).toEqual({ enableCache: false });
-    for (const [name, value] of [
-      ['LLM_TEMPERATURE', 'hot'],
-      ['LLM_MAX_TOKENS', '1.5'],
-      ['LLM_MAX_TOKENS', '12abc'],
-      ['LLM_TOP_P', '1.5'],
-      ['LLM_TIMEOUT', '-1'],
-      ['LLM_ENABLE_CACHE', 'sometimes'],
-      ['LLM_BACKEND', 'cloud'],
-      ['LLM_API_BASE', 'not a url'],
+    // Each variable's own text in the message, never a parse artefact such as NaN.
+    for (const [name, value, line] of [
+      ['LLM_TEMPERATURE', 'hot', "LLM_TEMPERATURE: expected a number, got 'hot'"],
+      ['LLM_MAX_TOKENS', '1.5', "LLM_MAX_TOKENS: expected an integer from 1 to 2147483647, got '1.5'"],
+      ['LLM_MAX_TOKENS', '12abc', "LLM_MAX_TOKENS: expected an integer, got '12abc'"],
+      ['LLM_TOP_P', '1.5', "LLM_TOP_P: expected a number from 0 to 1, got '1.5'"],
+      ['LLM_TIMEOUT', '-1', "LLM_TIMEOUT: expected a number above 0, got '-1'"],
+      ['LLM_ENABLE_CACHE', 'sometimes', "LLM_ENABLE_CACHE: expected one of 1, 0, true, false, yes, no, on, off, got 'sometimes'"],
+      ['LLM_BACKEND', 'cloud', 'LLM_BACKEND: expected one of "local", "api", "mock", got \'cloud\''],
+      ['LLM_API_BASE', 'not a url', "LLM_API_BASE: expected an http:// or https:// URL, got 'not a url'"],
     ]) {
       let error: unknown;
       try {
@@ -226,14 +256,16 @@ describe('settings', () => {
         error = e;
       }
       expect(error, `${name}=${value}`).toBeInstanceOf(SettingsError);
-      expect((error as SettingsError).issues[0].path).toBe(`${name} (environment)`);
+      expect((error as SettingsError).issues[0].path).toBe(name);
+      expect((error as SettingsError).message).toBe(`invalid settings in the environment:\n  ${line}`);
+      expect((error as SettingsError).message).not.toContain('NaN');
     }
   });
 
   it('precedence: explicit options > environment > YAML > defaults, key by key', async () => {
     const yaml = 'llm:\n  temperature: 0.1\n  max_tokens: 11\n  top_p: 0.3\n  api:\n    base_url: http://yaml.test\n    model: from-yaml\n';
     const env = { LLM_TEMPERATURE: '0.2', LLM_MAX_TOKENS: '22', LLM_API_BASE: 'http://env.test' };
-    const s = await resolveSettings({ yaml, env, settings: { temperature: 0.3, api: { baseUrl: 'http://explicit.test' } } });
+    const s = await resolveSettings({ yaml, env, options: { temperature: 0.3, api: { baseUrl: 'http://explicit.test' } } });
     expect(s.temperature).toBe(0.3); // explicit over env and YAML
     expect(s.maxTokens).toBe(22); // env over YAML
     expect(s.topP).toBe(0.3); // YAML over the default
@@ -249,7 +281,7 @@ describe('settings', () => {
       'api.timeout': 'default',
     });
     // An explicit undefined is "not set", not an override.
-    expect((await resolveSettings({ yaml, env, settings: { temperature: undefined } })).temperature).toBe(0.2);
+    expect((await resolveSettings({ yaml, env, options: { temperature: undefined } })).temperature).toBe(0.2);
   });
 
   it('the README\'s YAML example is valid and means what it says', async () => {
@@ -258,10 +290,10 @@ describe('settings', () => {
     const s = await resolveSettings({ yaml, env: {}, homeDir: home });
     expect(s).toMatchObject({
       backend: 'local',
-      modelPath: join(home, 'models', 'microsoft_Phi-4-mini-instruct-Q3_K_S.gguf'),
-      contextSize: 8192,
-      threads: 4,
-      chatFormat: 'phi3',
+      modelPath: join(home, 'models', 'stories260K.gguf'),
+      contextSize: 2048,
+      threads: 2,
+      chatFormat: 'chatml',
       temperature: 0.2,
       maxTokens: 256,
       api: { baseUrl: 'http://127.0.0.1:8080/v1', model: 'phi-4-mini', timeout: 30 },

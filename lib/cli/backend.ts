@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 
-import { parse as parseYaml, stringify } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 
 import type { LlmBackend } from '../backends/llm-backend';
 import { resolveModelPath } from '../config/model-path';
@@ -73,7 +73,7 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
  */
 export async function cliSettings(command: string, v: ModelValues, workflowLlm?: Record<string, unknown>): Promise<LlmSettings> {
   const settings = explicitSettings(command, v);
-  if (!workflowLlm) return resolveSettings({ file: v.settings, settings });
+  if (!workflowLlm) return resolveSettings({ file: v.settings, options: settings });
   let llm = workflowLlm;
   if (v.settings !== undefined) {
     // Checked on its own first, so its problems are reported with its file name.
@@ -81,7 +81,7 @@ export async function cliSettings(command: string, v: ModelValues, workflowLlm?:
     const root = parseYaml(readFileSync(resolve(v.settings), 'utf8')) as unknown;
     if (isMapping(root) && isMapping(root.llm)) llm = merge(llm, root.llm);
   }
-  return resolveSettings({ yaml: stringify({ llm }), settings });
+  return resolveSettings({ settings: { llm }, options: settings });
 }
 
 /** The logger of a command. */

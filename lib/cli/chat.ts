@@ -5,7 +5,7 @@ import { toLlamaError } from '../errors';
 import type { ChatMessage } from '../types';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse, SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions } from './args';
 import { commandLogger, openBackend } from './backend';
-import { statsLine } from './complete';
+import { resultJson, statsLine } from './complete';
 import { EXIT, formatError, readStdin, UsageError, writeOut } from './output';
 import { onInterrupt } from './signals';
 
@@ -15,10 +15,12 @@ An interactive conversation in the terminal: the model's chat template, streamed
 for the session. Ctrl+C stops the current reply (press it twice at an empty prompt to leave); Ctrl+D or /exit
 leaves; /reset clears the history.
 
-For scripts: a MESSAGE argument, or a message piped into stdin, gets one reply on stdout.
+For scripts: a MESSAGE argument, or a message piped into stdin, gets one reply on stdout: its text, or with
+--json one JSON object (content, finish_reason, usage, timings).
 
 Options:
   -s, --system TEXT      the system prompt
+      --json             print the reply as one JSON object instead of streamed text (with MESSAGE or stdin)
 
 ${SAMPLING_HELP}
 
@@ -26,7 +28,7 @@ ${MODEL_HELP}
 
 ${GLOBAL_HELP}`;
 
-const OPTIONS = { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...GLOBAL_OPTIONS, system: { type: 'string', short: 's' } } as const;
+const OPTIONS = { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...GLOBAL_OPTIONS, system: { type: 'string', short: 's' }, json: { type: 'boolean' } } as const;
 
 const COMMANDS_HELP = '/reset clears the history, /exit (or Ctrl+D) leaves, Ctrl+C stops a reply';
 
@@ -43,6 +45,7 @@ export async function chatCommand(args: string[]): Promise<number> {
     message = (await readStdin()).trim();
     if (message.length === 0) throw new UsageError('the message on stdin is empty', 'chat');
   }
+  if (v.json && message === undefined) throw new UsageError('--json prints one reply: give a MESSAGE, or pipe one into stdin', 'chat');
 
   const backend = await openBackend('chat', v);
   try {
@@ -54,14 +57,25 @@ export async function chatCommand(args: string[]): Promise<number> {
 }
 
 /** One message, one reply on stdout (for scripts). */
-async function singleReply(backend: LlmBackend, messages: ChatMessage[], sampling: LlmGenerateOptions, v: { verbose?: boolean; quiet?: boolean }): Promise<number> {
+async function singleReply(
+  backend: LlmBackend,
+  messages: ChatMessage[],
+  sampling: LlmGenerateOptions,
+  v: { verbose?: boolean; quiet?: boolean; json?: boolean },
+): Promise<number> {
   const controller = new AbortController();
   const stopInterrupt = onInterrupt(() => controller.abort());
   try {
-    const stream = backend.streamChat(messages, undefined, { ...sampling, signal: controller.signal });
-    for await (const chunk of stream) process.stdout.write(chunk);
-    const result = await stream;
-    await writeOut('\n');
+    let result;
+    if (v.json) {
+      result = await backend.chat(messages, { ...sampling, signal: controller.signal });
+      await writeOut(JSON.stringify(resultJson(result)) + '\n');
+    } else {
+      const stream = backend.streamChat(messages, undefined, { ...sampling, signal: controller.signal });
+      for await (const chunk of stream) process.stdout.write(chunk);
+      result = await stream;
+      await writeOut('\n');
+    }
     commandLogger(v).info(statsLine(result));
     return controller.signal.aborted ? EXIT.interrupted : EXIT.ok;
   } finally {

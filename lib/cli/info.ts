@@ -9,7 +9,7 @@ import { ggufValueToString } from '../gguf/types';
 import { silentLogger } from '../logger';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse } from './args';
 import { cliSettings } from './backend';
-import { EXIT, formatBytes, formatCount, writeOut } from './output';
+import { EXIT, formatBytes, formatCount, UsageError, writeOut } from './output';
 
 export const INFO_HELP = `Usage: tea-llama info [options] [FILE]
 
@@ -213,7 +213,7 @@ export async function infoCommand(args: string[]): Promise<number> {
     await writeOut(INFO_HELP + '\n');
     return EXIT.ok;
   }
-  if (positionals.length > 1) throw new LlamaError('ERR_INVALID_ARGUMENT', `info takes one file, got ${positionals.length}`);
+  if (positionals.length > 1) throw new UsageError(`info takes one file, got ${positionals.length}`, 'info');
   const settings = await cliSettings('info', { ...v, model: positionals[0] ?? v.model });
   const found = resolveModelPath(settings, { logger: silentLogger });
   if (!found.path) throw new LlamaError('ERR_MODEL_NOT_FOUND', 'no model found: give a FILE, --model, TEA_MODEL_PATH or llm.model_path');

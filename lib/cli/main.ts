@@ -6,6 +6,7 @@ import { chatCommand } from './chat';
 import { completeCommand } from './complete';
 import { embedCommand } from './embed';
 import { infoCommand } from './info';
+import { modelsCommand } from './models';
 import { EXIT, formatError, PROGRAM, UsageError, writeOut } from './output';
 import { pullCommand } from './pull';
 import { runCommand } from './run';
@@ -19,24 +20,28 @@ Commands:
   chat [MESSAGE]      chat in the terminal (streamed replies, history, Ctrl+C stops a reply), or answer one message
   embed TEXT...       print one embedding vector per text (or per stdin line) as JSON
   info [FILE]         show a model's metadata and the configuration tea-llama would choose, with reasons
+  models              list the models in the search folders, and which one is used without --model
   pull URL            download a GGUF model (resumable, checksum, hf:USER/REPO/FILE.gguf) into ~/.cache/tea/models
   run WORKFLOW.yaml   run a YAML workflow of llm.call / llm.chat / llm.stream / llm.embed nodes
 
 The model: --model PATH, else TEA_MODEL_PATH, llm.model_path (--settings FILE), $APPDIR/usr/share/models, then
-~/.cache/tea/models. --backend api --api-base URL uses an OpenAI-compatible server instead.
+~/.cache/tea/models (a default model, else the only or the most recently pulled one: see tea-llama models).
+--backend api --api-base URL uses an OpenAI-compatible server instead.
 
-Run tea-llama <command> --help for a command's options. Errors are one line on stderr and a non-zero exit code
-(1: failed, 2: wrong command line, 130: interrupted); --verbose adds the details.
+Run tea-llama <command> --help for a command's options. stdout carries the result only. Errors are one line on
+stderr with their code, and the exit code says how it ended (0: done, 1: failed, 2: wrong command line,
+130: interrupted); --verbose adds the details.
 
 Example:
   tea-llama pull hf:ggml-org/models/tinyllamas/stories260K.gguf
-  tea-llama complete --model ~/.cache/tea/models/stories260K.gguf "Once upon a time"`;
+  tea-llama complete "Once upon a time"`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   complete: completeCommand,
   chat: chatCommand,
   embed: embedCommand,
   info: infoCommand,
+  models: modelsCommand,
   pull: pullCommand,
   run: runCommand,
 };

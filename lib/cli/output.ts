@@ -3,8 +3,10 @@ import type { Logger } from '../logger';
 /** The program name in messages. */
 export const PROGRAM = 'tea-llama';
 
-/** A wrong command line: printed with a hint to --help, exit code 2. */
+/** A wrong command line: printed with its code and a hint to --help, exit code 2. */
 export class UsageError extends Error {
+  readonly code = 'ERR_INVALID_ARGUMENT';
+
   constructor(
     message: string,
     readonly command?: string,
@@ -37,7 +39,7 @@ export function oneLine(message: string): string {
 export function formatError(error: unknown, verbose: boolean): string {
   if (error instanceof UsageError) {
     const help = error.command ? `${PROGRAM} ${error.command} --help` : `${PROGRAM} --help`;
-    return `${PROGRAM}: ${oneLine(error.message)} (see ${help})\n`;
+    return `${PROGRAM}: ${error.code}: ${oneLine(error.message)} (see ${help})\n`;
   }
   const e = error instanceof Error ? error : new Error(String(error));
   const code = (e as { code?: unknown }).code;

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
@@ -13,14 +13,16 @@ import { ProgressLine, renderTransfer, SpeedMeter } from './progress';
 
 export const PULL_HELP = `Usage: tea-llama pull [options] URL
 
-Downloads a GGUF model into ~/.cache/tea/models/ (where the model search looks for the default models), with a
+Downloads a GGUF model into ~/.cache/tea/models/ (where the model search looks when nothing is configured), with a
 progress bar (bytes, speed, time left). An interrupted download resumes where it stopped, in the same run (--retries) or
 when the command is run again. The file is written as NAME.partial and renamed only once it is complete (and its
 checksum matches, when one is given), so a partial file is never taken for a model. The final path is printed on
 stdout.
 
 URL is an http:// or https:// URL, or hf:USER/REPO/FILE.gguf for a Hugging Face file
-(hf:USER/REPO@REVISION/FILE.gguf for another revision than main). HF_TOKEN is sent to huggingface.co when set.
+(hf:USER/REPO@REVISION/FILE.gguf for another revision than main). HF_TOKEN is sent to huggingface.co when set;
+HF_ENDPOINT replaces https://huggingface.co (a mirror). Without --model, the other commands use the most
+recently pulled model of ~/.cache/tea/models (see tea-llama models).
 
 Options:
       --dir DIR          the folder to download into (default ~/.cache/tea/models)
@@ -43,12 +45,33 @@ const OPTIONS = {
 } as const;
 
 /**
- * Expands `hf:USER/REPO/PATH/FILE.gguf` (or `hf:USER/REPO@REVISION/…`) into its Hugging Face download URL;
- * returns an http(s) URL unchanged.
+ * The Hugging Face endpoint `hf:` URLs expand to: `HF_ENDPOINT` (a mirror, as the Hugging Face tools read it),
+ * else https://huggingface.co.
+ *
+ * @throws LlamaError ERR_INVALID_ARGUMENT when HF_ENDPOINT is not an http(s) URL.
+ */
+export function hfEndpoint(env: Record<string, string | undefined> = process.env): string {
+  const text = env.HF_ENDPOINT?.trim();
+  if (!text) return 'https://huggingface.co';
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `HF_ENDPOINT: expected an http:// or https:// URL, got '${text}'`);
+  }
+  return text.replace(/\/+$/, '');
+}
+
+/**
+ * Expands `hf:USER/REPO/PATH/FILE.gguf` (or `hf:USER/REPO@REVISION/…`) into its Hugging Face download URL (on
+ * `HF_ENDPOINT` when it is set); returns an http(s) URL unchanged.
  *
  * @throws LlamaError ERR_INVALID_ARGUMENT for anything else.
  */
-export function expandModelUrl(spec: string): string {
+export function expandModelUrl(spec: string, env: Record<string, string | undefined> = process.env): string {
   const text = spec.trim();
   if (/^hf:/i.test(text)) {
     const parts = text.slice(3).replace(/^\/+/, '').split('/');
@@ -61,7 +84,7 @@ export function expandModelUrl(spec: string): string {
     const revision = at < 0 ? 'main' : repoAndRevision.slice(at + 1);
     if (!repo || !revision) throw new LlamaError('ERR_INVALID_ARGUMENT', `${JSON.stringify(spec)} is not hf:USER/REPO[@REVISION]/FILE.gguf`);
     const encode = (segment: string) => encodeURIComponent(segment);
-    return `https://huggingface.co/${encode(user)}/${encode(repo)}/resolve/${encode(revision)}/${file.map(encode).join('/')}`;
+    return `${hfEndpoint(env)}/${encode(user)}/${encode(repo)}/resolve/${encode(revision)}/${file.map(encode).join('/')}`;
   }
   let url: URL;
   try {
@@ -378,7 +401,13 @@ export async function pullCommand(args: string[]): Promise<number> {
   if (sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256)) throw new UsageError('--sha256 must be 64 hexadecimal digits', 'pull');
   const retries = intOption('pull', 'retries', v.retries, 0, 100) ?? 3;
   const timeout = numberOption('pull', 'timeout', v.timeout, 0.1, 3600) ?? 30;
-  const url = expandModelUrl(positionals[0]);
+  let url: string;
+  try {
+    url = expandModelUrl(positionals[0]);
+  } catch (error) {
+    // A URL the command cannot use is a wrong command line (exit code 2), not a failed download.
+    throw new UsageError((error as Error).message, 'pull');
+  }
   const name = v.name ?? fileNameFromUrl(url);
   if (!name || !isSafeName(name)) throw new UsageError(v.name !== undefined ? `--name must be a file name, not ${JSON.stringify(v.name)}` : `cannot tell a file name from ${url}: give --name`, 'pull');
   const dir = resolve(v.dir ?? defaultModelsDir());
@@ -401,7 +430,7 @@ export async function pullCommand(args: string[]): Promise<number> {
 
   const headers: Record<string, string> = {};
   const token = process.env.HF_TOKEN?.trim();
-  if (token && new URL(url).hostname === 'huggingface.co') headers.authorization = `Bearer ${token}`;
+  if (token && new URL(url).host === new URL(hfEndpoint()).host) headers.authorization = `Bearer ${token}`;
 
   const controller = new AbortController();
   const onSigint = () => controller.abort();
@@ -432,6 +461,9 @@ export async function pullCommand(args: string[]): Promise<number> {
         line.draw(renderTransfer(name, p.done, p.total, meter.bytesPerSecond));
       },
     });
+    // The file's time is when it was pulled: the model search takes the most recently pulled model.
+    const now = new Date();
+    await utimes(result.path, now, now);
     const seconds = (Date.now() - started) / 1000;
     const fetched = result.bytes - result.resumedFrom;
     line.done(renderTransfer(name, result.bytes, result.bytes, seconds > 0 ? fetched / seconds : undefined));

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 
 import type { LlmBackend } from '../backends/llm-backend';
 import { LlamaError } from '../errors';
-import { loadWorkflow, prepareWorkflow, runWorkflow } from '../workflow';
+import { checkWorkflowScripts, loadWorkflow, prepareWorkflow, runWorkflow } from '../workflow';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse } from './args';
 import { commandLogger, openBackend } from './backend';
 import { EXIT, formatJson, UsageError, writeOut } from './output';
@@ -13,14 +13,19 @@ import { onInterrupt } from './signals';
 
 export const RUN_HELP = `Usage: tea-llama run [options] WORKFLOW.yaml
 
-Runs a YAML workflow: its nodes in order, each calling llm.call, llm.chat, llm.stream or llm.embed with params
-templated from the state ({{ state.key }}), each result stored in state[<node name>]. llm.stream writes its text to
-stdout as it arrives. The final state is printed as JSON. The whole workflow is checked before a model loads.
+Runs a YAML workflow: its nodes in order. An action node calls llm.call, llm.chat, llm.stream or llm.embed with
+params templated from the state ({{ state.key }}) and stores the text (or the embedding) in state[<node name>],
+its metadata in state._meta[<node name>]. A run: node runs its JavaScript on the state in a sandbox. The whole
+workflow is checked before a model loads.
+
+Output: stdout carries the final state as JSON, and nothing else; llm.stream's text goes to stderr as it arrives.
+With --stream, stdout carries the streamed text instead, and no JSON.
 
 Options:
   -i, --input KEY=VALUE  an initial state value (repeatable); converted to the type state_schema declares
       --input-file FILE  initial state from a JSON or YAML mapping (--input values win)
-  -o, --output FILE      write the final state to FILE instead of stdout
+  -o, --output FILE      write the final state to FILE (stdout then stays empty, or carries --stream's text)
+      --stream           print llm.stream's text on stdout as it arrives, and no JSON
       --check            only check the workflow and the input, load nothing
 
 The workflow's settings.llm block is the lowest settings layer: --settings, the environment and these options
@@ -37,6 +42,7 @@ const OPTIONS = {
   'input-file': { type: 'string' },
   output: { type: 'string', short: 'o' },
   check: { type: 'boolean' },
+  stream: { type: 'boolean' },
 } as const;
 
 async function readInputFile(file: string): Promise<Record<string, unknown>> {
@@ -77,6 +83,7 @@ export async function runCommand(args: string[]): Promise<number> {
   // Everything is checked here, before a model loads.
   const workflow = await loadWorkflow(positionals[0]);
   prepareWorkflow(workflow, input, { textInput });
+  await checkWorkflowScripts(workflow);
   const logger = commandLogger(v);
   if (v.check) {
     process.stderr.write(`${workflow.source}: ${workflow.nodes.length} nodes, valid\n`);
@@ -88,6 +95,9 @@ export async function runCommand(args: string[]): Promise<number> {
   let backend: LlmBackend | undefined;
   let streamed = false;
   let endsWithNewline = true;
+  // stdout carries one thing: the JSON state, or with --stream the streamed text. Streamed text otherwise goes to stderr.
+  const text = v.stream ? process.stdout : process.stderr;
+  const showText = v.stream || !v.quiet;
   try {
     const state = await runWorkflow(workflow, {
       input,
@@ -99,19 +109,20 @@ export async function runCommand(args: string[]): Promise<number> {
       },
       onNodeStart: (node) => logger.info(`node "${node.name}": ${node.action}`),
       onChunk: (chunk) => {
+        if (!showText) return;
         streamed = true;
         endsWithNewline = chunk.endsWith('\n');
-        process.stdout.write(chunk);
+        text.write(chunk);
       },
       onNodeEnd: () => {
-        if (streamed && !endsWithNewline) process.stdout.write('\n');
+        if (streamed && !endsWithNewline) text.write('\n');
         streamed = false;
         endsWithNewline = true;
       },
     });
     const json = formatJson(state) + '\n';
     if (v.output) await writeFile(resolve(v.output), json);
-    else await writeOut(json);
+    else if (!v.stream) await writeOut(json);
     return EXIT.ok;
   } catch (error) {
     if (controller.signal.aborted) {

@@ -4,6 +4,7 @@ import { basename, resolve } from 'node:path';
 import { readGguf, type GgufFile, type GgufMetadataValue } from '../gguf';
 import { defaultLogger, type Logger } from '../logger';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
+import { rejectUnknownKeys } from '../engine/request';
 
 /** Model families with their own defaults; everything else is 'other'. */
 export type ModelFamily = 'phi' | 'gemma' | 'other';
@@ -136,6 +137,7 @@ function gib(bytes: number): string {
 export async function getModelInfo(path: string, options: GetModelInfoOptions = {}): Promise<ModelAutoConfig> {
   const absolute = resolve(requireString(path, 'path'));
   const opts = requireObject(options, 'options') as GetModelInfoOptions;
+  rejectUnknownKeys(opts, ['contextSize', 'freeMemory', 'logger'], 'getModelInfo() options');
   const explicit = optionalInt(opts.contextSize, 'contextSize', 1, 2 ** 24);
   const freeMemory = optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER) ?? freemem();
   const logger = opts.logger ?? defaultLogger;

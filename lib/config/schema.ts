@@ -1,3 +1,4 @@
+import { nearestKey } from '../engine/request';
 import { LlamaError } from '../errors';
 import type { BackendKind } from '../backends/llm-backend';
 
@@ -117,7 +118,7 @@ export class SettingsError extends LlamaError {
 
   constructor(where: string, issues: SettingsIssue[]) {
     const lines = issues.map(
-      (i) => `  ${i.path}: expected ${i.expected}, found ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}`,
+      (i) => `  ${i.path}: expected ${i.expected}, got ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}`,
     );
     super('ERR_SETTINGS_INVALID', `invalid settings in ${where}:\n${lines.join('\n')}`);
     this.name = 'SettingsError';
@@ -188,53 +189,47 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
   }
 }
 
-/** Parses an environment variable's text into the key's type; undefined (and an issue) when it does not parse. */
+/** An environment variable's text as a message shows it: `'hot'` (secrets by length only). */
+function envText(text: string, secret = false): string {
+  if (secret) return `a value of ${text.length} characters`;
+  return `'${text.length > 60 ? `${text.slice(0, 60)}…` : text}'`;
+}
+
+/**
+ * Parses an environment variable's text into the key's type; undefined (and an issue) when it does not parse.
+ * Issues name the variable and quote its text: `LLM_TEMPERATURE: expected a number, got 'hot'`.
+ */
 export function parseEnvValue(key: SettingKey, text: string, issues: SettingsIssue[]): unknown {
-  const path = `${key.env} (environment)`;
+  const path = key.env!;
   const kind = key.kind;
+  const bad = (expected: string) => {
+    issues.push({ path, expected, found: envText(text, key.secret) });
+    return undefined;
+  };
   if (kind.type === 'int' || kind.type === 'number') {
-    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) ? Number(text) : Number.NaN;
-    return checkValue(key, n, path, issues) === undefined ? undefined : n;
+    if (!/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text)) return bad(kind.type === 'int' ? 'an integer' : 'a number');
+    const n = Number(text);
+    const discard: SettingsIssue[] = [];
+    return checkValue(key, n, path, discard) === undefined ? bad(expectedText(kind)) : n;
   }
   if (kind.type === 'bool') {
     const word = text.trim().toLowerCase();
     if (['1', 'true', 'yes', 'on'].includes(word)) return true;
     if (['0', 'false', 'no', 'off'].includes(word)) return false;
-    issues.push({ path, expected: 'one of 1, 0, true, false, yes, no, on, off', found: describeValue(text) });
-    return undefined;
+    return bad('one of 1, 0, true, false, yes, no, on, off');
   }
-  return checkValue(key, kind.type === 'enum' ? text.trim().toLowerCase() : text, path, issues);
+  const discard: SettingsIssue[] = [];
+  const value = checkValue(key, kind.type === 'enum' ? text.trim().toLowerCase() : text, path, discard);
+  return value === undefined ? bad(expectedText(kind)) : value;
 }
 
-function levenshtein(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length];
-}
-
-/** The known key closest to `unknown` (same letters in another case or separator style, or a small typo), if any. */
+/**
+ * The known key closest to `unknown`: the same letters in another case or separator style (`enable-cache`,
+ * `modelPath` for `model_path`), else a likely misspelling ({@link nearestKey}, the request model's rule).
+ */
 export function suggestKey(unknown: string, known: readonly string[]): string | undefined {
   const squash = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
-  const same = known.find((k) => squash(k) === squash(unknown));
-  if (same) return same;
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = levenshtein(squash(unknown), squash(k));
-    if (d < bestDistance) {
-      best = k;
-      bestDistance = d;
-    }
-  }
-  return bestDistance <= Math.max(2, Math.floor(unknown.length / 3)) ? best : undefined;
+  return known.find((k) => squash(k) === squash(unknown)) ?? nearestKey(unknown, known);
 }
 
 /**

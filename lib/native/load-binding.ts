@@ -77,7 +77,7 @@ export function getBinding(): NativeBinding {
     throw new LlamaError(
       'ERR_NATIVE_LOAD',
       `tea-llama's native addon could not be loaded (${(error as Error).message}). ` +
-        'Reinstall the package, or build it from source with `npm run build:native` (see README).',
+        'Reinstall the package, or build it from source: `npm install --save-dev cmake-js node-addon-api && npm explore tea-llama -- npm run build:native` (in a clone of the repository: `npm run build:native`; see README).',
       { cause: error },
     );
   }

@@ -1,5 +1,6 @@
 import type { LlmBackend, LlmGenerateOptions, LlmResult } from '../backends/llm-backend';
 import { suggestKey } from '../config/schema';
+import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError } from '../errors';
 import type { ChatMessage } from '../types';
 import { hasTemplate, renderTemplate } from './template';
@@ -24,8 +25,13 @@ export interface LlmActionDefinition {
   params: Readonly<Record<string, ActionParamSpec>>;
   /** Exactly one of these parameters must be given. */
   oneOf?: readonly string[];
-  /** Keys of the result the action stores, for checking `{{ state.<node>.<key> }}` before a run. */
-  resultKeys: readonly string[];
+  /**
+   * What the action stores under the node's name: 'text' (the generated text, a string) or 'vector' (a list of
+   * numbers, or a list of such lists when `text` is a list).
+   */
+  result: 'text' | 'vector';
+  /** Keys of the action's metadata (`state._meta.<node>`), for checking `{{ state._meta.<node>.<key> }}` before a run. */
+  metaKeys: readonly string[];
 }
 
 const SAMPLING: Record<string, ActionParamSpec> = {
@@ -36,21 +42,23 @@ const SAMPLING: Record<string, ActionParamSpec> = {
   seed: { type: 'int', min: 0, max: 4294967295, description: 'sampling seed, for reproducible output' },
 };
 
-const GENERATION_RESULT = ['content', 'finish_reason', 'model', 'backend', 'usage', 'timings'];
+const GENERATION_META = ['finish_reason', 'model', 'backend', 'usage', 'timings'];
 
-/** The four LLM actions: their parameters and result keys. */
+/** The four LLM actions: their parameters, what they store and their metadata keys. */
 export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> = Object.freeze({
   'llm.call': {
     name: 'llm.call',
     description: 'completes a prompt (raw text, no chat template)',
     params: { prompt: { type: 'string', required: true, description: 'the text to complete' }, ...SAMPLING },
-    resultKeys: GENERATION_RESULT,
+    result: 'text',
+    metaKeys: GENERATION_META,
   },
   'llm.chat': {
     name: 'llm.chat',
     description: "answers a conversation with the model's chat template",
     params: { messages: { type: 'messages', required: true, description: 'a list of { role, content }' }, ...SAMPLING },
-    resultKeys: [...GENERATION_RESULT, 'messages'],
+    result: 'text',
+    metaKeys: [...GENERATION_META, 'messages'],
   },
   'llm.stream': {
     name: 'llm.stream',
@@ -61,13 +69,15 @@ export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> =
       ...SAMPLING,
     },
     oneOf: ['prompt', 'messages'],
-    resultKeys: [...GENERATION_RESULT, 'messages'],
+    result: 'text',
+    metaKeys: [...GENERATION_META, 'messages'],
   },
   'llm.embed': {
     name: 'llm.embed',
     description: 'embeds a text (or a list of texts) into unit-length vectors',
     params: { text: { type: 'text', required: true, description: 'a string, or a list of strings' } },
-    resultKeys: ['embedding', 'embeddings', 'dimensions', 'model', 'backend'],
+    result: 'vector',
+    metaKeys: ['dimensions', 'count', 'model', 'backend'],
   },
 } satisfies Record<LlmActionName, LlmActionDefinition>);
 
@@ -107,31 +117,31 @@ export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient =
   if (pending(value, lenient)) return undefined;
   switch (spec.type) {
     case 'string':
-      return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? undefined : `expected a string, found ${found(value)}`;
+      return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? undefined : `expected a string, got ${found(value)}`;
     case 'int':
     case 'number': {
       const n = toNumber(value);
       const what = spec.type === 'int' ? `an integer from ${spec.min} to ${spec.max}` : `a number from ${spec.min} to ${spec.max}`;
       if (n === undefined || !Number.isFinite(n) || (spec.type === 'int' && !Number.isInteger(n)) || n < spec.min! || n > spec.max!) {
-        return `expected ${what}, found ${found(value)}`;
+        return `expected ${what}, got ${found(value)}`;
       }
       return undefined;
     }
     case 'stop': {
       const list = Array.isArray(value) ? value : [value];
-      if (list.length === 0) return 'expected a string or a list of strings, found an empty list';
+      if (list.length === 0) return 'expected a string or a list of strings, got an empty list';
       const bad = list.find((s) => !pending(s, lenient) && (typeof s !== 'string' || s.length === 0));
-      return bad === undefined ? undefined : `expected a non-empty string or a list of them, found ${found(bad)}`;
+      return bad === undefined ? undefined : `expected a non-empty string or a list of them, got ${found(bad)}`;
     }
     case 'text': {
       if (typeof value === 'string') return undefined;
-      if (!Array.isArray(value)) return `expected a string or a list of strings, found ${found(value)}`;
-      if (value.length === 0) return 'expected a string or a list of strings, found an empty list';
+      if (!Array.isArray(value)) return `expected a string or a list of strings, got ${found(value)}`;
+      if (value.length === 0) return 'expected a string or a list of strings, got an empty list';
       const i = value.findIndex((s) => !pending(s, lenient) && typeof s !== 'string');
-      return i < 0 ? undefined : `item ${i}: expected a string, found ${found(value[i])}`;
+      return i < 0 ? undefined : `item ${i}: expected a string, got ${found(value[i])}`;
     }
     case 'messages': {
-      if (!Array.isArray(value)) return `expected a list of { role, content } messages, found ${found(value)}`;
+      if (!Array.isArray(value)) return `expected a list of { role, content } messages, got ${found(value)}`;
       for (let i = 0; i < value.length; i++) {
         const m = value[i];
         if (pending(m, lenient)) continue;
@@ -141,16 +151,16 @@ export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient =
           if (inner) return `item ${i}: ${inner}`;
           continue;
         }
-        if (typeof m !== 'object' || m === null) return `item ${i}: expected a { role, content } message, found ${found(m)}`;
+        if (typeof m !== 'object' || m === null) return `item ${i}: expected a { role, content } message, got ${found(m)}`;
         const extra = Object.keys(m).filter((k) => k !== 'role' && k !== 'content');
         if (extra.length > 0) {
           const hint = suggestKey(extra[0], ['role', 'content']);
           return `item ${i}: unknown key ${JSON.stringify(extra[0])} (a message has role and content)${hint ? `; did you mean "${hint}"?` : ''}`;
         }
         const { role, content } = m as Record<string, unknown>;
-        if (!pending(role, lenient) && (typeof role !== 'string' || role.length === 0)) return `item ${i}: role: expected a string, found ${found(role)}`;
+        if (!pending(role, lenient) && (typeof role !== 'string' || role.length === 0)) return `item ${i}: role: expected a string, got ${found(role)}`;
         if (!pending(content, lenient) && !['string', 'number', 'boolean'].includes(typeof content)) {
-          return `item ${i}: content: expected a string, found ${found(content)}`;
+          return `item ${i}: content: expected a string, got ${found(content)}`;
         }
       }
       return undefined;
@@ -230,15 +240,34 @@ function sampling(params: Record<string, unknown>, signal: AbortSignal | undefin
   return options;
 }
 
-/** What a generation action stores: snake_case keys, as in the workflow file. */
-function generationResult(r: LlmResult, messages?: ChatMessage[]): Record<string, unknown> {
+/** The key of the state under which a workflow keeps each action node's metadata: `state._meta.<node>`. */
+export const META_KEY = '_meta';
+
+/** What an action node stores under its name: the generated text, or the embedding(s). */
+export type ActionValue = string | number[] | number[][];
+
+/**
+ * An action's metadata (snake_case keys, as in the workflow file). Generation: `finish_reason`, `model`,
+ * `backend`, `usage` (`prompt_tokens`, `completion_tokens`, `total_tokens`), `timings`, and for messages
+ * `messages` (the conversation with the reply appended). Embedding: `dimensions`, `count` (for a list), `model`,
+ * `backend`.
+ */
+export type ActionMeta = Record<string, unknown>;
+
+/** An action's value and its metadata. */
+export interface ActionOutcome {
+  value: ActionValue;
+  meta: ActionMeta;
+}
+
+/** The metadata of a generation: snake_case keys, as in the workflow file. */
+function generationMeta(r: LlmResult, messages?: ChatMessage[]): ActionMeta {
   const timings: Record<string, number> = { total_ms: r.timings.totalMs };
   if (r.timings.promptMs !== undefined) timings.prompt_ms = r.timings.promptMs;
   if (r.timings.generationMs !== undefined) timings.generation_ms = r.timings.generationMs;
   if (r.timings.firstTokenMs !== undefined) timings.first_token_ms = r.timings.firstTokenMs;
   if (r.timings.tokensPerSecond !== undefined) timings.tokens_per_second = r.timings.tokensPerSecond;
   return {
-    content: r.content,
     finish_reason: r.finishReason,
     model: r.model,
     backend: r.backend,
@@ -248,31 +277,48 @@ function generationResult(r: LlmResult, messages?: ChatMessage[]): Record<string
   };
 }
 
-/** Calls an action: `params` (templates are rendered from `state` when it is given) → the result to store. */
-export type ActionHandler = (params: Record<string, unknown>, state?: Record<string, unknown>) => Promise<Record<string, unknown>>;
+function generation(r: LlmResult, messages?: ChatMessage[]): ActionOutcome {
+  return { value: r.content, meta: generationMeta(r, messages) };
+}
+
+/**
+ * Calls an action: `params` (templated from `state` when it is given) → the value a node stores under its name:
+ * the generated text, or the embedding. `withMeta` gives the value and the metadata.
+ */
+export interface ActionHandler {
+  (params: Record<string, unknown>, state?: Record<string, unknown>): Promise<ActionValue>;
+  withMeta(params: Record<string, unknown>, state?: Record<string, unknown>): Promise<ActionOutcome>;
+}
 
 export interface LlmActionContext {
   /** The backend the actions call, or a function giving it (called on first use, once). */
   backend: LlmBackend | (() => LlmBackend | Promise<LlmBackend>);
-  /** Receives llm.stream's text as it is generated. */
+  /** Receives llm.stream's text as it is generated. Default: none. */
   onChunk?: (chunk: string) => void;
-  /** Stops a running action: it resolves with what was produced and finish_reason "abort". */
+  /** Stops a running action: it resolves with what was produced and finish_reason "abort". Default: none. */
   signal?: AbortSignal;
 }
 
+const CONTEXT_KEYS = ['backend', 'onChunk', 'signal'];
+
 /**
- * The LLM actions as plain functions `(params, state?) => result`, for a host workflow engine to register in its
- * own action registry. Parameters keep the workflow format's names (`prompt`, `messages`, `max_tokens`,
- * `temperature`, `top_p`, `stop`, `seed`, `text`); string values are templated from `state` with
- * `{{ state.key }}`. Results:
- * - llm.call / llm.chat / llm.stream: `{ content, finish_reason, model, backend, usage: { prompt_tokens,
- *   completion_tokens, total_tokens }, timings }`, plus for messages `messages`: the conversation with the reply
- *   appended (feed it to the next turn).
- * - llm.embed: `{ embedding, dimensions, model, backend }` for one text, `{ embeddings, … }` for a list.
+ * The LLM actions as plain functions `(params, state?) => value`, for a host workflow engine to register in its
+ * own action registry. They return what a workflow node stores under its name:
+ * - llm.call / llm.chat / llm.stream: the generated text (a string);
+ * - llm.embed: the embedding as a list of numbers, or a list of them for a list of texts.
  *
- * Bad parameters reject with ERR_INVALID_ARGUMENT naming the action and the parameter.
+ * `handler.withMeta(params, state?)` returns `{ value, meta }`: the same value, and the metadata a workflow keeps
+ * in `state._meta.<node>` (finish reason, usage, timings, model, backend, and for messages the conversation
+ * with the reply appended).
+ *
+ * Parameters keep the workflow format's names (`prompt`, `messages`, `max_tokens`, `temperature`, `top_p`,
+ * `stop`, `seed`, `text`); string values are templated from `state` with `{{ state.key }}`. Bad parameters
+ * (an unknown name, a wrong type) reject with ERR_INVALID_ARGUMENT naming the action and the parameter.
  */
 export function createLlmActions(context: LlmActionContext): Record<LlmActionName, ActionHandler> {
+  if (typeof context !== 'object' || context === null) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmActions: context must be an object with a backend');
+  rejectUnknownKeys(context, CONTEXT_KEYS, 'createLlmActions() context');
+  if (context.backend === undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmActions: context.backend is required (a backend, or a function giving one)');
   let backend: Promise<LlmBackend> | undefined;
   const getBackend = () => {
     backend ??= Promise.resolve(typeof context.backend === 'function' ? context.backend() : context.backend);
@@ -294,38 +340,43 @@ export function createLlmActions(context: LlmActionContext): Record<LlmActionNam
   };
   const text = (v: unknown) => (typeof v === 'string' ? v : String(v));
 
-  return {
-    'llm.call': async (params, state) => {
-      const p = prepare('llm.call', params, state);
+  const run: Record<LlmActionName, (p: Record<string, unknown>) => Promise<ActionOutcome>> = {
+    'llm.call': async (p) => {
       const llm = await getBackend();
-      return generationResult(await llm.call({ prompt: text(p.prompt), ...sampling(p, context.signal) }));
+      return generation(await llm.call({ prompt: text(p.prompt), ...sampling(p, context.signal) }));
     },
-    'llm.chat': async (params, state) => {
-      const p = prepare('llm.chat', params, state);
+    'llm.chat': async (p) => {
       const messages = toMessages(p.messages);
       const llm = await getBackend();
-      return generationResult(await llm.chat(messages, sampling(p, context.signal)), messages);
+      return generation(await llm.chat(messages, sampling(p, context.signal)), messages);
     },
-    'llm.stream': async (params, state) => {
-      const p = prepare('llm.stream', params, state);
+    'llm.stream': async (p) => {
       const llm = await getBackend();
       const onChunk = context.onChunk;
       if (p.messages !== undefined) {
         const messages = toMessages(p.messages);
-        return generationResult(await llm.streamChat(messages, onChunk, sampling(p, context.signal)), messages);
+        return generation(await llm.streamChat(messages, onChunk, sampling(p, context.signal)), messages);
       }
-      return generationResult(await llm.stream({ prompt: text(p.prompt), ...sampling(p, context.signal) }, onChunk));
+      return generation(await llm.stream({ prompt: text(p.prompt), ...sampling(p, context.signal) }, onChunk));
     },
-    'llm.embed': async (params, state) => {
-      const p = prepare('llm.embed', params, state);
+    'llm.embed': async (p) => {
       const llm = await getBackend();
       const options = context.signal ? { signal: context.signal } : {};
       if (Array.isArray(p.text)) {
         const vectors = await llm.embed(p.text as string[], options);
-        return { embeddings: vectors.map((v) => Array.from(v)), dimensions: vectors[0]?.length ?? 0, model: llm.model, backend: llm.kind };
+        return {
+          value: vectors.map((v) => Array.from(v)),
+          meta: { dimensions: vectors[0]?.length ?? 0, count: vectors.length, model: llm.model, backend: llm.kind },
+        };
       }
       const vector = await llm.embed(p.text as string, options);
-      return { embedding: Array.from(vector), dimensions: vector.length, model: llm.model, backend: llm.kind };
+      return { value: Array.from(vector), meta: { dimensions: vector.length, model: llm.model, backend: llm.kind } };
     },
   };
+
+  const handler = (action: LlmActionName): ActionHandler => {
+    const withMeta = (params: Record<string, unknown>, state?: Record<string, unknown>) => run[action](prepare(action, params, state));
+    return Object.assign(async (params: Record<string, unknown>, state?: Record<string, unknown>) => (await withMeta(params, state)).value, { withMeta });
+  };
+  return Object.fromEntries(LLM_ACTION_NAMES.map((name) => [name, handler(name)])) as Record<LlmActionName, ActionHandler>;
 }

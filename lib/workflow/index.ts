@@ -4,7 +4,11 @@ export {
   checkActionParams,
   createLlmActions,
   isLlmAction,
+  META_KEY,
   type ActionHandler,
+  type ActionMeta,
+  type ActionOutcome,
+  type ActionValue,
   type ActionParamSpec,
   type ActionParamType,
   type LlmActionContext,
@@ -14,9 +18,12 @@ export {
 } from './actions';
 export {
   WorkflowError,
+  checkWorkflowScripts,
   loadWorkflow,
   parseWorkflow,
   prepareWorkflow,
+  type ActionNode,
+  type ScriptNode,
   type StateField,
   type StateType,
   type Workflow,
@@ -24,4 +31,12 @@ export {
   type WorkflowNode,
 } from './loader';
 export { runWorkflow, type RunWorkflowOptions } from './runner';
+export {
+  DEFAULT_SCRIPT_MEMORY_BYTES,
+  DEFAULT_SCRIPT_TIMEOUT_MS,
+  runScript,
+  WorkflowScriptError,
+  type ScriptFailure,
+  type ScriptLimits,
+} from './script';
 export { parseTemplate, renderTemplate, templateReferences, type StateReference, type TemplatePart } from './template';

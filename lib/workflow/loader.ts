@@ -5,8 +5,10 @@ import { parseDocument, stringify } from 'yaml';
 
 import { parseSettingsYaml } from '../config/settings';
 import { SettingsError, SETTING_KEYS, suggestKey } from '../config/schema';
+import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError } from '../errors';
-import { checkActionParams, checkParamValue, isLlmAction, LLM_ACTION_NAMES, LLM_ACTIONS, type LlmActionName } from './actions';
+import { checkActionParams, checkParamValue, isLlmAction, LLM_ACTION_NAMES, LLM_ACTIONS, META_KEY, type LlmActionName } from './actions';
+import { checkScript, WorkflowScriptError } from './script';
 import { describeMissing, formatPath, lookup, parseTemplate, renderTemplate, templateReferences } from './template';
 
 /** Types a `state_schema` entry can declare. */
@@ -36,11 +38,24 @@ export interface StateField {
   description?: string;
 }
 
-export interface WorkflowNode {
+/** A node that calls an LLM action: its value goes to `state[name]`, its metadata to `state._meta[name]`. */
+export interface ActionNode {
   name: string;
   action: LlmActionName;
   params: Record<string, unknown>;
+  run?: undefined;
 }
+
+/** A node that runs JavaScript on the state in a sandbox (see runScript). */
+export interface ScriptNode {
+  name: string;
+  /** The script: the body of a function that reads and changes `state`, and may return a mapping to merge into it. */
+  run: string;
+  action?: undefined;
+  params?: undefined;
+}
+
+export type WorkflowNode = ActionNode | ScriptNode;
 
 export interface Workflow {
   /** The file (or the source name given to parseWorkflow). */
@@ -85,7 +100,7 @@ export class WorkflowError extends LlamaError {
 }
 
 const TOP_KEYS = ['name', 'description', 'settings', 'state_schema', 'nodes'];
-const NODE_KEYS = ['name', 'action', 'params'];
+const NODE_KEYS = ['name', 'action', 'params', 'run'];
 const NODE_NAME = /^[A-Za-z_][\w-]*$/;
 const LLM_TOP_KEYS = new Set(SETTING_KEYS.map((k) => k.yaml.split('.')[0]));
 
@@ -114,7 +129,7 @@ function checkSettings(settings: unknown, dir: string, issues: WorkflowIssue[]):
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error;
     for (const i of error.issues) {
-      issues.push({ path: `settings.${i.path}`, problem: `expected ${i.expected}, found ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}` });
+      issues.push({ path: `settings.${i.path}`, problem: `expected ${i.expected}, got ${i.found}${i.suggestion ? `; did you mean "${i.suggestion}"?` : ''}` });
     }
     return undefined;
   }
@@ -136,6 +151,10 @@ function checkSchema(schema: unknown, issues: WorkflowIssue[]): Record<string, S
   const known = Object.keys(TYPE_NAMES);
   for (const [key, entry] of Object.entries(schema)) {
     const path = `state_schema.${key}`;
+    if (key === META_KEY) {
+      issues.push({ path, problem: `"${META_KEY}" is reserved: the state keeps the action nodes' metadata there` });
+      continue;
+    }
     const spec = isMapping(entry) ? entry : { type: entry };
     if (isMapping(entry)) {
       for (const k of Object.keys(entry)) if (!['type', 'default', 'description'].includes(k)) issues.push({ path, problem: unknownKey(k, ['type', 'default', 'description'], path) });
@@ -171,7 +190,7 @@ function checkType(type: StateType, value: unknown): string | undefined {
     (type === 'dict' && isMapping(value));
   if (ok) return undefined;
   const found = value === null ? 'null' : Array.isArray(value) ? 'a list' : isMapping(value) ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`;
-  return `expected ${type}, found ${found}`;
+  return `expected ${type}, got ${found}`;
 }
 
 /** Converts an input given as text (`--input key=value`) to the declared type. */
@@ -183,14 +202,14 @@ function fromText(type: StateType, text: string): { value?: unknown; problem?: s
     case 'int':
     case 'float': {
       const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) ? Number(text) : Number.NaN;
-      if (!Number.isFinite(n) || (type === 'int' && !Number.isInteger(n))) return { problem: `expected ${type}, found ${JSON.stringify(text)}` };
+      if (!Number.isFinite(n) || (type === 'int' && !Number.isInteger(n))) return { problem: `expected ${type}, got ${JSON.stringify(text)}` };
       return { value: n };
     }
     case 'bool': {
       const word = text.trim().toLowerCase();
       if (['true', '1', 'yes', 'on'].includes(word)) return { value: true };
       if (['false', '0', 'no', 'off'].includes(word)) return { value: false };
-      return { problem: `expected bool (true or false), found ${JSON.stringify(text)}` };
+      return { problem: `expected bool (true or false), got ${JSON.stringify(text)}` };
     }
     case 'list':
     case 'dict': {
@@ -198,7 +217,7 @@ function fromText(type: StateType, text: string): { value?: unknown; problem?: s
       try {
         value = JSON.parse(text);
       } catch {
-        return { problem: `expected ${type} as JSON, found ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)}` };
+        return { problem: `expected ${type} as JSON, got ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)}` };
       }
       const problem = checkType(type, value);
       return problem ? { problem } : { value };
@@ -214,6 +233,7 @@ function fromText(type: StateType, text: string): { value?: unknown; problem?: s
  * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing every problem, each with its node name.
  */
 export function parseWorkflow(text: string, options: { source?: string; dir?: string } = {}): Workflow {
+  rejectUnknownKeys(options, ['source', 'dir'], 'parseWorkflow() options');
   const source = options.source ?? 'workflow';
   const dir = options.dir ?? process.cwd();
   const issues: WorkflowIssue[] = [];
@@ -251,15 +271,21 @@ export function parseWorkflow(text: string, options: { source?: string; dir?: st
       if (name === undefined) issues.push({ path: at, problem: 'missing its name' });
       else if (!NODE_NAME.test(name)) issues.push({ node, path: 'name', problem: 'must start with a letter or _ and hold only letters, digits, _ and - (it is a state key)' });
       else if (names.has(name)) issues.push({ node, path: 'name', problem: 'is used by an earlier node (node names must be unique)' });
+      else if (name === META_KEY) issues.push({ node, path: 'name', problem: `"${META_KEY}" is reserved: the state keeps the action nodes' metadata there` });
       if (name !== undefined) names.add(name);
-      for (const key of Object.keys(raw)) {
-        if (!NODE_KEYS.includes(key)) {
-          const extra = key === 'run' || key === 'script' ? '; this runner executes only actions, no code' : '';
-          issues.push({ node, path: key, problem: unknownKey(key, NODE_KEYS, 'a node') + extra });
+      for (const key of Object.keys(raw)) if (!NODE_KEYS.includes(key)) issues.push({ node, path: key, problem: unknownKey(key, NODE_KEYS, 'a node') });
+      if (raw.run !== undefined) {
+        // A script node: JavaScript, run in a sandbox (its syntax is checked by checkWorkflowScripts).
+        if (raw.action !== undefined || raw.params !== undefined) {
+          issues.push({ node, path: 'run', problem: 'a node has either run (a script) or action and params, not both' });
+        } else if (typeof raw.run !== 'string' || raw.run.trim() === '') {
+          issues.push({ node, path: 'run', problem: 'expected the JavaScript body of the script (a non-empty string)' });
         }
+        if (issues.length === before) nodes.push({ name: name!, run: raw.run as string });
+        return;
       }
       const action = raw.action;
-      if (action === undefined) issues.push({ node, path: 'action', problem: `missing (one of ${LLM_ACTION_NAMES.join(', ')})` });
+      if (action === undefined) issues.push({ node, path: 'action', problem: `missing (one of ${LLM_ACTION_NAMES.join(', ')}, or run: with a script)` });
       else if (!isLlmAction(action)) {
         const hint = typeof action === 'string' ? suggestKey(action, LLM_ACTION_NAMES) : undefined;
         issues.push({
@@ -316,9 +342,12 @@ export async function loadWorkflow(file: string): Promise<Workflow> {
  * Builds the initial state and checks everything that can be checked before a model loads:
  * - the input against `state_schema` (text values, as from `--input key=value`, are converted to the declared
  *   type; `textInput` marks which keys are text);
- * - every `{{ state.… }}` reference: it must name an input, a `state_schema` default, or an earlier node (and for a
- *   node, one of its action's result keys); references into the input are followed to the end;
+ * - every `{{ state.… }}` reference: it must name an input, a `state_schema` default, or an earlier node; an
+ *   action node's value is its text or its vector (`{{ state.<node>.<key> }}` is an error: the metadata is in
+ *   `state._meta.<node>`, whose keys are checked); references into the input are followed to the end;
  * - parameters whose templates use only the input are rendered and type-checked.
+ * After a `run:` node, a reference may name a key that script sets: such references are checked when they are
+ * rendered.
  *
  * @returns the initial state
  * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing every problem, each with its node name.
@@ -328,12 +357,17 @@ export function prepareWorkflow(
   input: Record<string, unknown> = {},
   options: { textInput?: ReadonlySet<string> } = {},
 ): Record<string, unknown> {
+  rejectUnknownKeys(options, ['textInput'], 'prepareWorkflow() options');
   const issues: WorkflowIssue[] = [];
   const state: Record<string, unknown> = {};
   const badInput = new Set<string>();
   for (const [key, field] of Object.entries(workflow.stateSchema)) if (field.default !== undefined) state[key] = structuredClone(field.default);
   for (const [key, value] of Object.entries(input)) {
     const field = workflow.stateSchema[key];
+    if (key === META_KEY) {
+      issues.push({ path: `input ${key}`, problem: `"${META_KEY}" is reserved: the state keeps the action nodes' metadata there` });
+      continue;
+    }
     if (!field) {
       state[key] = value;
       continue;
@@ -356,43 +390,72 @@ export function prepareWorkflow(
   const fromInput = new Set(Object.keys(state));
   const earlier = new Map<string, LlmActionName>();
   const later = new Map(workflow.nodes.map((n, i) => [n.name, i]));
+  // After a script, any key may have been set or changed: references are then checked when rendered.
+  let scripted = false;
   workflow.nodes.forEach((node, index) => {
+    if (node.run !== undefined) {
+      scripted = true;
+      return;
+    }
+    const absent = (reference: { text: string }, where: string, why: string) =>
+      issues.push({ node: node.name, path: where, problem: `${reference.text} names an absent key: ${why}` });
+    const whyAbsent = (key: string, first: string | number) => {
+      const at = later.get(key);
+      return at === undefined
+        ? `${formatPath([first])} is not in the input${workflow.stateSchema[key] ? ' (state_schema declares it, without a default)' : ''} and no node is named "${key}"`
+        : at === index
+          ? `it is this node's own result, which does not exist yet`
+          : `node "${key}" runs later`;
+    };
     for (const [param, value] of Object.entries(node.params)) {
       // A parameter fed only by the input can be rendered and checked now.
-      let renderable = true;
+      let renderable = !scripted;
       const references = templateReferences(value, `params.${param}`);
       for (const { where, reference } of references) {
-        const [first, second] = reference.path;
+        const [first, second, third] = reference.path;
         const key = String(first);
         const produced = earlier.get(key);
-        if (produced) {
+        if (key === META_KEY) {
           renderable = false;
-          const keys = LLM_ACTIONS[produced].resultKeys;
-          if (second !== undefined && !keys.includes(String(second))) {
-            issues.push({
-              node: node.name,
-              path: where,
-              problem: `${reference.text}: ${produced} results have no key ${JSON.stringify(String(second))} (they have ${keys.join(', ')})`,
-            });
+          if (second === undefined) continue;
+          const of = earlier.get(String(second));
+          if (of) {
+            const keys = LLM_ACTIONS[of].metaKeys;
+            if (third !== undefined && !keys.includes(String(third))) {
+              issues.push({ node: node.name, path: where, problem: `${reference.text}: the metadata of ${of} has no key ${JSON.stringify(String(third))} (it has ${keys.join(', ')})` });
+            }
+          } else if (!scripted) {
+            const at = later.get(String(second));
+            const why = at === undefined ? `no action node is named "${second}"` : at < index ? `node "${second}" is a script node` : at === index ? `it is this node's own, which does not exist yet` : `node "${second}" runs later`;
+            absent(reference, where, `${formatPath([META_KEY, second])} holds the metadata of an earlier action node, and ${why}`);
+          }
+        } else if (produced) {
+          renderable = false;
+          if (second !== undefined && !scripted) {
+            const kind = LLM_ACTIONS[produced].result;
+            if (kind === 'text' || typeof second !== 'number') {
+              const stored = kind === 'text' ? 'the generated text (a string)' : 'the embedding (a list of numbers)';
+              issues.push({
+                node: node.name,
+                path: where,
+                problem:
+                  `${reference.text}: state.${key} is ${stored}, it has no key ${JSON.stringify(String(second))}; ` +
+                  `${produced}'s metadata is in state.${META_KEY}.${key} (${LLM_ACTIONS[produced].metaKeys.join(', ')})`,
+              });
+            }
           }
         } else if (fromInput.has(key)) {
+          if (scripted) continue;
           const r = lookup(state, reference.path);
           if (!r.found) {
             renderable = false;
-            issues.push({ node: node.name, path: where, problem: `${reference.text} names an absent key: ${describeMissing(reference.path, r.depth, state)}` });
+            absent(reference, where, describeMissing(reference.path, r.depth, state));
           }
         } else if (badInput.has(key)) {
           renderable = false; // its problem is already reported
         } else {
           renderable = false;
-          const at = later.get(key);
-          const why =
-            at === undefined
-              ? `${formatPath([first])} is not in the input${workflow.stateSchema[key] ? ' (state_schema declares it, without a default)' : ''} and no node is named "${key}"`
-              : at === index
-                ? `it is this node's own result, which does not exist yet`
-                : `node "${key}" runs later`;
-          issues.push({ node: node.name, path: where, problem: `${reference.text} names an absent key: ${why}` });
+          if (!scripted) absent(reference, where, whyAbsent(key, first));
         }
       }
       const spec = LLM_ACTIONS[node.action].params[param];
@@ -405,4 +468,23 @@ export function prepareWorkflow(
   });
   if (issues.length > 0) throw new WorkflowError(workflow.source, issues);
   return state;
+}
+
+/**
+ * Compiles every `run:` script of a workflow (in the sandbox, without running it).
+ *
+ * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing each script's syntax error with its node and line.
+ */
+export async function checkWorkflowScripts(workflow: Workflow): Promise<void> {
+  const issues: WorkflowIssue[] = [];
+  for (const node of workflow.nodes) {
+    if (node.run === undefined) continue;
+    try {
+      await checkScript(node.name, node.run);
+    } catch (error) {
+      if (!(error instanceof WorkflowScriptError)) throw error;
+      issues.push({ node: node.name, path: error.line !== undefined ? `run, line ${error.line}` : 'run', problem: error.message.replace(/^node "[^"]*" \(run\): /, '').replace(/ \(line \d+ of the script\)$/, '') });
+    }
+  }
+  if (issues.length > 0) throw new WorkflowError(workflow.source, issues);
 }

@@ -3,7 +3,8 @@ import { LlamaError } from '../errors';
 /**
  * Workflow templating is data substitution only: `{{ state.key }}` (with nested keys `state.a.b`, list indexes
  * `state.items.0` or `state.items[0]`, and quoted keys `state["a key"]`) is replaced by a value from the state.
- * There are no expressions, filters, loops or calls: nothing in a workflow file runs as code.
+ * There are no expressions, filters, loops or calls: a template never runs code (only `run:` nodes do, in the
+ * sandbox of script.ts).
  *
  * - A string that is exactly one reference (`"{{ state.history }}"`) becomes the value itself, whatever its type
  *   (a list of messages, a number, a mapping).
