@@ -20,6 +20,17 @@ export const CONTENDERS = {
 };
 export const CONTENDER_IDS = Object.keys(CONTENDERS);
 
+/** The serving scenario's contenders (serving.mjs): the engines themselves, llama-server over plain HTTP. */
+export const SERVING_CONTENDERS = {
+  tea: CONTENDERS.tea,
+  server: { label: 'llama-server', short: 'llama-server', color: '#059669' },
+  nlc: CONTENDERS.nlc,
+};
+export const SERVING_IDS = Object.keys(SERVING_CONTENDERS);
+
+/** The contender of a planned or recorded session, of either scenario. */
+export const contenderOf = (session) => (session.scenario === 'serving' ? SERVING_CONTENDERS : CONTENDERS)[session.contender];
+
 /**
  * llama.cpp's own benchmark tool: pp<n> and tg<n> from one invocation, one repetition (the parent repeats).
  * JSON lines, so the tests that finished before a timeout still count.

@@ -1,5 +1,5 @@
 // The markdown report: medians with spreads, ratios to llama-bench, and the issue's targets checked.
-import { CONTENDER_IDS, CONTENDERS } from './contenders.mjs';
+import { CONTENDER_IDS, CONTENDERS, contenderOf, SERVING_CONTENDERS } from './contenders.mjs';
 
 export function fmt(x, digits) {
   if (x === undefined || x === null || !Number.isFinite(x)) return '—';
@@ -111,6 +111,72 @@ export function renderSummaryTable(results) {
   return lines.join('\n');
 }
 
+/** Whether a run measured the main scenario (results of runs before there were scenarios did). */
+export const hasMain = (results) => (results.config.scenarios ?? ['main']).includes('main');
+
+/** The serving scenario's section: per model, client count and contender; then the embeddings batch. */
+export function renderServing(results) {
+  const sv = results.serving;
+  const { runs, batch } = results.config;
+  const label = (id) => (id === 'tea' ? `**${SERVING_CONTENDERS[id].label}**` : SERVING_CONTENDERS[id].label);
+  const lines = ['## Serving: concurrent clients', ''];
+  lines.push(
+    `N clients at once on one loaded model (${sv.threads} threads, batch ${batch}): each sends its own ${sv.promptTokens}-token prompt and gets ${sv.tokens} greedy tokens, streamed. ` +
+      `tea-llama: \`loadModel(file, { sequences: N, contextSize: N × ${sv.ctxPerClient} })\` and N concurrent \`complete()\` calls with onChunk; ` +
+      `llama-server: \`-np N --kv-unified -c N×${sv.ctxPerClient}\`, N streaming POST /completion with ignore_eos; ` +
+      `node-llama-cpp: a context of N sequences of ${sv.ctxPerClient} cells, a token generator per sequence. ` +
+      `One fresh process per model and contender runs every client count; ${runs} run${runs > 1 ? 's' : ''} interleaved with the rest, medians of the runs.`,
+    '',
+    `tok/s = every client's generated tokens over the makespan (all requests sent at once to the last one done, prompts included). ` +
+      `TTFT = from that start to a client's first chunk, p50 and p99 over the clients. Between tokens = per client (last chunk − first chunk) / (tokens − 1), p50 over the clients: ` +
+      `chunks can carry several tokens, so gaps between chunks would not measure it. Tokens = all clients' generated tokens (the fewest of the runs) out of N × ${sv.tokens}: ` +
+      `llama-server (ignore_eos) and node-llama-cpp (its generator does not stop by itself) always generate them all, tea-llama stops at an end-of-generation token. ` +
+      `Ratios: tea-llama's tok/s over the others'.`,
+    '',
+  );
+  const ids = sv.contenders;
+  lines.push('| model | clients | contender | tok/s | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | tokens | tea ÷ llama-server | tea ÷ node-llama-cpp |');
+  lines.push('| --- | --: | --- | --: | --: | --: | --: | --: | --: | --: |');
+  let serial = false;
+  for (const model of results.models.filter((m) => m.serving)) {
+    const byModel = sv.summary[model.name] ?? {};
+    sv.clients.forEach((n, ni) => {
+      const by = byModel[n] ?? {};
+      ids.forEach((id, i) => {
+        const s = by[id];
+        const first = ni === 0 && i === 0 ? model.name : '';
+        if (!s) {
+          lines.push(`| ${first} | ${i === 0 ? n : ''} | ${label(id)} | — | — | — | — | — | | |`);
+          return;
+        }
+        // No overlap between the clients' generations in any run: they were served one after another.
+        const oneByOne = n > 1 && s.overlapped?.max === 0;
+        serial ||= oneByOne;
+        const ratios = id === 'tea' ? ['server', 'nlc'].map((other) => fmtRatio(ratio(s.tokPerSec, by[other]?.tokPerSec))) : ['', ''];
+        lines.push(
+          `| ${first} | ${i === 0 ? n : ''} | ${label(id)}${oneByOne ? ' †' : ''} | ${cell(s.tokPerSec)} | ${cell(s.ttftP50)} | ${cell(s.ttftP99)} | ${cell(s.tbtP50, 1)} | ${fmt(s.tokens?.min, 0)} / ${n * sv.tokens} | ${ratios.join(' | ')} |`,
+        );
+      });
+    });
+  }
+  lines.push('');
+  if (serial) lines.push('† The clients were served one after another: their generations never overlapped.', '');
+  if (sv.embedTexts > 0) {
+    lines.push(
+      `Embeddings batch: ${sv.embedTexts} short texts in one call, texts/s. tea-llama: \`model.embed(texts)\` (embedding context ${sv.embedCtx}); ` +
+        `llama-server: one POST /v1/embeddings with the ${sv.embedTexts} inputs (\`--embeddings --pooling mean -np ${sv.embedTexts} --kv-unified -c ${sv.embedCtx} -b ${sv.embedCtx} -ub ${sv.embedCtx}\`).`,
+      '',
+    );
+    lines.push('| model | tea-llama texts/s | llama-server texts/s | tea ÷ llama-server |', '| --- | --: | --: | --: |');
+    for (const model of results.models.filter((m) => m.serving)) {
+      const e = sv.summary[model.name]?.embed ?? {};
+      lines.push(`| ${model.name} | ${cell(e.tea)} | ${cell(e.server)} | ${fmtRatio(ratio(e.tea, e.server))} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
 export function renderMarkdown(results, { chart, json } = {}) {
   const { machine: m, config: c, summary } = results;
   expectedRuns = c.runs;
@@ -128,59 +194,61 @@ export function renderMarkdown(results, { chart, json } = {}) {
     `- **Load averages** (1/5/15 min): ${loadLine(results.load)}. Above ${m.logicalCpus}, other work shared the cores during the run and the figures are noisier than their spreads suggest.`,
     `- **Builds**: llama.cpp ${lock?.tag ?? lock?.version ?? ''}${benchInfo?.build_commit ? ` (${benchInfo.build_commit})` : ''}; tea-llama ${results.versions.teaLlama} source build \`${native.prebuild ? 'prebuild' : 'build/Release'}\` (${cpuFeatures(native.systemInfo)}), llama-bench and llama-server built from the same tree with the same flags${results.versions.prebuild ? `; tea-llama prebuild \`${results.versions.prebuild.addonPath.split(/[\\/]/).slice(-3).join('/')}\` (CPU variant picked at run time: ${results.versions.prebuild.cpuVariant}, ${cpuFeatures(results.versions.prebuild.systemInfo)})` : ''}${nlcInfo ? `; node-llama-cpp ${nlcInfo.version} prebuilt binary (llama.cpp ${nlcInfo.llamaCppRelease?.release ?? '?'}, CPU variant picked at run time, ${cpuFeatures(nlcInfo.systemInfo)})` : ''}. Both prebuilt binaries may use wider SIMD than the source build and llama-bench: their ratios to llama-bench are not like for like, their ratios to each other are.`,
     `- **Settings**, the same for every contender: context ${c.ctx}, batch and micro-batch ${c.batch}, flash attention auto, greedy decoding; threads ${c.threads.join(' and ')}; ${c.runs} run${c.runs > 1 ? 's' : ''} of every session, interleaved (each run visits every model, thread count and contender in a rotating order, a fresh process per session). Figures are medians${c.runs > 1 ? ', ± half the min–max range' : ''}.`,
-    `- **Tests**: pp*n* = a prompt of *n* tokens from an empty cache, no generation (the median of ${c.ppReps ?? 1} within each session); tg${c.tg} = ${c.tg} decode steps after a 2-token prompt (llama-bench: ${c.tg} decodes from an empty context); TTFT = a 128-token prompt to the first generated text, as the caller sees it; streamed = tg with a per-chunk JS callback (node-llama-cpp: its token generator, plus the text of each token; API: server-sent events, first to last chunk), while a 1 ms timer measures event-loop lag; embeddings = a batch of ${[...new Set(results.models.map((mm) => mm.embedTexts))].join(' or ')} short texts (node-llama-cpp: one at a time, it has no batch call; API: a second llama-server started with --embeddings); load = until a first token can be decoded (API: server start to first answer); RSS = resident memory after load (API: the server process).`,
   );
+  if (hasMain(results)) lines.push(`- **Tests**: pp*n* = a prompt of *n* tokens from an empty cache, no generation (the median of ${c.ppReps ?? 1} within each session); tg${c.tg} = ${c.tg} decode steps after a 2-token prompt (llama-bench: ${c.tg} decodes from an empty context); TTFT = a 128-token prompt to the first generated text, as the caller sees it; streamed = tg with a per-chunk JS callback (node-llama-cpp: its token generator, plus the text of each token; API: server-sent events, first to last chunk), while a 1 ms timer measures event-loop lag; embeddings = a batch of ${[...new Set(results.models.map((mm) => mm.embedTexts))].join(' or ')} short texts (node-llama-cpp: one at a time, it has no batch call; API: a second llama-server started with --embeddings); load = until a first token can be decoded (API: server start to first answer); RSS = resident memory after load (API: the server process).`);
   if (results.notes.length) lines.push(...results.notes.map((n) => `- **Note**: ${n}`));
   lines.push('');
-  if (chart) lines.push(`![tokens per second per contender and model](${chart})`, '');
-  lines.push('## Summary: tokens/s (ratio to llama-bench)', '');
-  lines.push(renderSummaryTable(results), '');
-  lines.push(`Medians of ${c.runs} runs; * fewer runs (sessions cut or skipped, see the notes). The ratios of the prebuilt binaries are not like for like (wider SIMD than llama-bench's build).`, '');
+  if (hasMain(results)) {
+    if (chart) lines.push(`![tokens per second per contender and model](${chart})`, '');
+    lines.push('## Summary: tokens/s (ratio to llama-bench)', '');
+    lines.push(renderSummaryTable(results), '');
+    lines.push(`Medians of ${c.runs} runs; * fewer runs (sessions cut or skipped, see the notes). The ratios of the prebuilt binaries are not like for like (wider SIMD than llama-bench's build).`, '');
 
-  for (const threads of c.threads) {
-    const ppSizes = [...new Set(results.models.flatMap((mm) => mm.pp))].sort((a, b) => a - b);
-    lines.push(`## ${threads} thread${threads > 1 ? 's' : ''}: throughput (tokens/s) and ratio to llama-bench`, '');
-    lines.push(`| model | contender | ${ppSizes.map((n) => `pp${n}`).join(' | ')} | tg${c.tg} | ${ppSizes.map((n) => `pp${n} ×`).join(' | ')} | tg × |`);
-    lines.push(`| --- | --- | ${ppSizes.map(() => '--:').join(' | ')} | --: | ${ppSizes.map(() => '--:').join(' | ')} | --: |`);
-    for (const model of results.models) {
-      const by = summary[model.name]?.[threads] ?? {};
-      contenders.forEach((id, i) => {
-        const s = by[id];
-        const name = i === 0 ? model.name : '';
-        if (!s) {
-          lines.push(`| ${name} | ${CONTENDERS[id].label} | ${ppSizes.map(() => '—').join(' | ')} | — | ${ppSizes.map(() => '').join(' | ')} | |`);
-          return;
-        }
-        const pp = ppSizes.map((n) => cell(s[`pp${n}`]));
-        const ppR = ppSizes.map((n) => (id === 'bench' ? '' : fmtRatio(ratio(s[`pp${n}`], by.bench?.[`pp${n}`]))));
-        const tgR = id === 'bench' ? '' : fmtRatio(ratio(s.tg, by.bench?.tg));
-        const label = id === 'tea' ? `**${CONTENDERS[id].label}**` : CONTENDERS[id].label;
-        lines.push(`| ${name} | ${label} | ${pp.join(' | ')} | ${cell(s.tg)} | ${ppR.join(' | ')} | ${tgR} |`);
-      });
-    }
-    lines.push('');
-    lines.push(`## ${threads} thread${threads > 1 ? 's' : ''}: latency and overheads`, '');
-    lines.push(`| model | contender | TTFT ms | streamed tg${c.tg} t/s | streamed ÷ plain | loop lag p50 / p99 / max ms | embeddings/s | load ms | RSS MB |`);
-    lines.push('| --- | --- | --: | --: | --: | --: | --: | --: | --: |');
-    for (const model of results.models) {
-      const by = summary[model.name]?.[threads] ?? {};
-      contenders
-        .filter((id) => id !== 'bench')
-        .forEach((id, i) => {
+    for (const threads of c.threads) {
+      const ppSizes = [...new Set(results.models.flatMap((mm) => mm.pp))].sort((a, b) => a - b);
+      lines.push(`## ${threads} thread${threads > 1 ? 's' : ''}: throughput (tokens/s) and ratio to llama-bench`, '');
+      lines.push(`| model | contender | ${ppSizes.map((n) => `pp${n}`).join(' | ')} | tg${c.tg} | ${ppSizes.map((n) => `pp${n} ×`).join(' | ')} | tg × |`);
+      lines.push(`| --- | --- | ${ppSizes.map(() => '--:').join(' | ')} | --: | ${ppSizes.map(() => '--:').join(' | ')} | --: |`);
+      for (const model of results.models) {
+        const by = summary[model.name]?.[threads] ?? {};
+        contenders.forEach((id, i) => {
           const s = by[id];
           const name = i === 0 ? model.name : '';
-          const label = id === 'tea' ? `**${CONTENDERS[id].label}**` : CONTENDERS[id].label;
           if (!s) {
-            lines.push(`| ${name} | ${label} | — | — | — | — | — | — | — |`);
+            lines.push(`| ${name} | ${CONTENDERS[id].label} | ${ppSizes.map(() => '—').join(' | ')} | — | ${ppSizes.map(() => '').join(' | ')} | |`);
             return;
           }
-          const lag = s.lagP50 ? `${fmt(s.lagP50.median, 2)} / ${fmt(s.lagP99.median, 1)} / ${fmt(s.lagMax.max, 1)}` : '—';
-          lines.push(
-            `| ${name} | ${label} | ${cell(s.ttftMs)} | ${cell(s.tgStream)} | ${fmtRatio(ratio(s.tgStream, s.tg))} | ${lag} | ${cell(s.embedPerSecond)} | ${cell(s.loadMs)} | ${fmt(s.rssMB?.median, 0)} |`,
-          );
+          const pp = ppSizes.map((n) => cell(s[`pp${n}`]));
+          const ppR = ppSizes.map((n) => (id === 'bench' ? '' : fmtRatio(ratio(s[`pp${n}`], by.bench?.[`pp${n}`]))));
+          const tgR = id === 'bench' ? '' : fmtRatio(ratio(s.tg, by.bench?.tg));
+          const label = id === 'tea' ? `**${CONTENDERS[id].label}**` : CONTENDERS[id].label;
+          lines.push(`| ${name} | ${label} | ${pp.join(' | ')} | ${cell(s.tg)} | ${ppR.join(' | ')} | ${tgR} |`);
         });
+      }
+      lines.push('');
+      lines.push(`## ${threads} thread${threads > 1 ? 's' : ''}: latency and overheads`, '');
+      lines.push(`| model | contender | TTFT ms | streamed tg${c.tg} t/s | streamed ÷ plain | loop lag p50 / p99 / max ms | embeddings/s | load ms | RSS MB |`);
+      lines.push('| --- | --- | --: | --: | --: | --: | --: | --: | --: |');
+      for (const model of results.models) {
+        const by = summary[model.name]?.[threads] ?? {};
+        contenders
+          .filter((id) => id !== 'bench')
+          .forEach((id, i) => {
+            const s = by[id];
+            const name = i === 0 ? model.name : '';
+            const label = id === 'tea' ? `**${CONTENDERS[id].label}**` : CONTENDERS[id].label;
+            if (!s) {
+              lines.push(`| ${name} | ${label} | — | — | — | — | — | — | — |`);
+              return;
+            }
+            const lag = s.lagP50 ? `${fmt(s.lagP50.median, 2)} / ${fmt(s.lagP99.median, 1)} / ${fmt(s.lagMax.max, 1)}` : '—';
+            lines.push(
+              `| ${name} | ${label} | ${cell(s.ttftMs)} | ${cell(s.tgStream)} | ${fmtRatio(ratio(s.tgStream, s.tg))} | ${lag} | ${cell(s.embedPerSecond)} | ${cell(s.loadMs)} | ${fmt(s.rssMB?.median, 0)} |`,
+            );
+          });
+      }
+      lines.push('');
     }
-    lines.push('');
   }
 
   const targets = checkTargets(results);
@@ -192,10 +260,11 @@ export function renderMarkdown(results, { chart, json } = {}) {
     for (const t of targets) lines.push(`| ${t.target} | ${t.model} | ${t.threads} | ${t.measured} | ${t.ok ? 'met' : '**missed**'} |`);
     lines.push('');
   }
+  if (results.serving) lines.push(renderServing(results));
   const failed = results.sessions.filter((s) => s.error);
   if (failed.length) {
     lines.push('## Failed sessions', '');
-    for (const s of failed) lines.push(`- run ${s.run}, ${s.model}, ${s.threads} threads, ${CONTENDERS[s.contender].label}: ${s.error.split('\n')[0]}`);
+    for (const s of failed) lines.push(`- run ${s.run}, ${s.model}${s.scenario ? ', serving' : ''}, ${s.threads} threads, ${contenderOf(s).label}: ${s.error.split('\n')[0]}`);
     lines.push('');
   }
   if (json) lines.push(`Every sample: \`bench/results/${json}\` (not committed).`, '');

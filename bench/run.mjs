@@ -4,11 +4,17 @@
 // llama-server, all built from or pinned to the same llama.cpp release, with the same threads, context and
 // batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
 // rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
+// Two scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
+// `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama against llama-server -np N and
+// node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
 //
-//   npm run bench                           full run (about 15 minutes on 2 cores)
-//   npm run bench -- --quick                a quick development run (about a minute)
+//   npm run bench                           full run, both scenarios (about 18 minutes on 2 cores)
+//   npm run bench -- --quick                a quick development run (about a minute and a half)
+//   npm run bench -- --scenarios serving    the serving scenario alone (about 6 minutes; --quick: under 1)
+//   npm run bench -- --scenarios main       the single-request scenario alone (about 12 minutes)
 //   npm run bench -- --model my.gguf        your own model(s) instead of the default set (repeatable)
-//   npm run bench -- --help                 every option
+//   npm run bench -- --help                 every option (--threads, --runs, --contenders, --pp, --tg,
+//                                           --tests, --embed, --clients, --serving-tokens, --serving-embed, ...)
 //
 // Outputs in bench/results/: <timestamp>.json (every sample, git-ignored), and <name>.md and <name>.svg where
 // name is `latest` for a full default run, `quick` for --quick and `custom` otherwise (or --out NAME).
@@ -20,10 +26,10 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { renderChart } from './chart.mjs';
-import { CONTENDER_IDS, CONTENDERS, runSession } from './contenders.mjs';
+import { CONTENDER_IDS, CONTENDERS, contenderOf, runSession, SERVING_IDS } from './contenders.mjs';
 import { ensureNodeLlamaCpp, NLC_VERSION } from './nlc.mjs';
 import { makePrompt, makeTexts } from './prompts.mjs';
-import { renderMarkdown } from './report.mjs';
+import { hasMain, renderMarkdown } from './report.mjs';
 import { now, summarize } from './stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,17 +43,25 @@ const sharedModels = process.env.TEA_TEST_MODELS_DIR || resolve(root, '../shared
 // a smaller embeddings batch.
 const DEFAULT_MODELS = [
   { name: 'stories260K', file: join(sharedModels, 'stories260K.gguf') },
-  { name: '130m Q4_K_M', preset: '130m', quant: 'Q4_K_M' },
+  { name: '130m Q4_K_M', preset: '130m', quant: 'Q4_K_M', serving: true },
   { name: '130m Q8_0', preset: '130m', quant: 'Q8_0' },
-  { name: '1b Q4_K_M', preset: '1b', quant: 'Q4_K_M', pp: [128], embed: 8 },
+  { name: '1b Q4_K_M', preset: '1b', quant: 'Q4_K_M', pp: [128], embed: 8, serving: true },
 ];
 const QUICK_MODELS = [DEFAULT_MODELS[0], DEFAULT_MODELS[1]];
 
 const TESTS = ['pp', 'ttft', 'tg', 'stream', 'embed'];
+const SCENARIOS = ['main', 'serving'];
+// Serving: each client's prompt has this many tokens, and gets this many KV cells of context.
+const SERVING_PROMPT = 16;
+const SERVING_CTX_PER_CLIENT = 128;
+// The embeddings batch is one context (and batch) of this many tokens, for both contenders.
+const SERVING_EMBED_CTX = 1024;
 
 const HELP = `usage: npm run bench -- [options]
 
   --quick              development run: stories260K and 130m Q4_K_M, 1 run, short tests
+  --scenarios LIST     any of ${SCENARIOS.join(',')} (default both): main = one request at a time (pp, tg, TTFT, streaming,
+                       embeddings, load, memory), serving = concurrent clients (below)
   --model FILE         benchmark this GGUF instead of the default set (repeatable)
   --threads LIST       thread counts, e.g. 1,2 (default 1,2; --quick: 2)
   --runs N             repetitions of every session (default 3; --quick: 1)
@@ -61,6 +75,11 @@ const HELP = `usage: npm run bench -- [options]
   --embed N            texts in the embeddings batch, 0 to skip (default 32; --quick: 8)
   --ctx N              context size for every contender (default 1024)
   --batch N            batch and micro-batch size for every contender (default 512)
+  --clients LIST       serving: concurrent client counts (default 1,2,4,8,16; --quick: 1,4), on the models marked
+                       for serving (synthetic 130m and 1b Q4_K_M; --model: every model given), with the most
+                       threads of --threads; contenders tea-llama, llama-server and node-llama-cpp
+  --serving-tokens N   serving: tokens generated per client (default 32; --quick: 16)
+  --serving-embed N    serving: texts in the embeddings batch, 0 to skip (default 64; --quick: 16)
   --max-minutes N      stop starting sessions after N minutes (default 19; --quick: 5), and cut a session that runs
                        over 5x its own 1-thread duration: a busy machine gives a partial, flagged report in time
   --out NAME           base name of the .md/.svg outputs in bench/results (default latest, quick or custom)
@@ -68,9 +87,32 @@ const HELP = `usage: npm run bench -- [options]
   --nlc-dir DIR        where node-llama-cpp ${NLC_VERSION} is (or gets) installed (default: a folder in the OS temp dir)
 `;
 
+// The options that take a value: where parseArgs puts it, and how it reads it.
+const numbers = (v) => v.split(',').filter(Boolean).map(Number);
+const words = (v) => v.split(',').filter(Boolean);
+const VALUE_OPTIONS = {
+  '--threads': ['threads', numbers],
+  '--runs': ['runs', Number],
+  '--pp-reps': ['ppReps', Number],
+  '--contenders': ['contenders', words],
+  '--pp': ['pp', numbers],
+  '--tg': ['tg', Number],
+  '--tests': ['tests', words],
+  '--embed': ['embed', Number],
+  '--scenarios': ['scenarios', words],
+  '--clients': ['clients', numbers],
+  '--serving-tokens': ['servingTokens', Number],
+  '--serving-embed': ['servingEmbed', Number],
+  '--ctx': ['ctx', Number],
+  '--batch': ['batch', Number],
+  '--max-minutes': ['maxMinutes', Number],
+  '--out': ['out', String],
+  '--render': ['render', resolve],
+  '--nlc-dir': ['nlcDir', resolve],
+};
+
 function parseArgs(argv) {
   const o = { models: [] };
-  const list = (v, f = Number) => v.split(',').filter(Boolean).map(f);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const eq = a.indexOf('=');
@@ -80,62 +122,13 @@ function parseArgs(argv) {
       if (v === undefined) throw new Error(`${name} needs a value`);
       return v;
     };
-    switch (name) {
-      case '-h':
-      case '--help':
-        o.help = true;
-        break;
-      case '--quick':
-        o.quick = true;
-        break;
-      case '--model':
-        o.models.push(resolve(value()));
-        break;
-      case '--threads':
-        o.threads = list(value());
-        break;
-      case '--runs':
-        o.runs = Number(value());
-        break;
-      case '--pp-reps':
-        o.ppReps = Number(value());
-        break;
-      case '--contenders':
-        o.contenders = list(value(), String);
-        break;
-      case '--pp':
-        o.pp = list(value());
-        break;
-      case '--tg':
-        o.tg = Number(value());
-        break;
-      case '--tests':
-        o.tests = list(value(), String);
-        break;
-      case '--embed':
-        o.embed = Number(value());
-        break;
-      case '--ctx':
-        o.ctx = Number(value());
-        break;
-      case '--batch':
-        o.batch = Number(value());
-        break;
-      case '--max-minutes':
-        o.maxMinutes = Number(value());
-        break;
-      case '--out':
-        o.out = value();
-        break;
-      case '--render':
-        o.render = resolve(value());
-        break;
-      case '--nlc-dir':
-        o.nlcDir = resolve(value());
-        break;
-      default:
-        throw new Error(`unknown option ${a} (see --help)`);
-    }
+    if (name === '-h' || name === '--help') o.help = true;
+    else if (name === '--quick') o.quick = true;
+    else if (name === '--model') o.models.push(resolve(value()));
+    else if (VALUE_OPTIONS[name]) {
+      const [key, read] = VALUE_OPTIONS[name];
+      o[key] = read(value());
+    } else throw new Error(`unknown option ${a} (see --help)`);
   }
   const positive = (v, what) => {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${what} must be a positive integer`);
@@ -150,13 +143,17 @@ function parseArgs(argv) {
     pp: o.pp ?? (q ? [128] : [128, 512]),
     tg: o.tg ?? (q ? 32 : 128),
     tests: o.tests ?? TESTS,
+    scenarios: o.scenarios ?? SCENARIOS,
+    clients: o.clients ?? (q ? [1, 4] : [1, 2, 4, 8, 16]),
+    servingTokens: o.servingTokens ?? (q ? 16 : 32),
+    servingEmbed: o.servingEmbed ?? (q ? 16 : 64),
     embed: o.embed ?? (q ? 8 : 32),
     maxMinutes: o.maxMinutes ?? (q ? 5 : 19),
     ctx: o.ctx ?? 1024,
     batch: o.batch ?? 512,
     userModels: o.models,
     nlcDir: o.nlcDir,
-    out: o.out ?? (o.models.length > 0 || o.threads || o.runs || o.ppReps || o.contenders || o.pp || o.tg || o.embed !== undefined || o.tests || o.ctx || o.batch ? 'custom' : q ? 'quick' : 'latest'),
+    out: o.out ?? (o.models.length > 0 || o.threads || o.runs || o.ppReps || o.contenders || o.pp || o.tg || o.embed !== undefined || o.tests || o.ctx || o.batch || o.scenarios || o.clients || o.servingTokens || o.servingEmbed !== undefined ? 'custom' : q ? 'quick' : 'latest'),
     help: o.help,
     render: o.render,
     outGiven: o.out !== undefined,
@@ -171,6 +168,13 @@ function parseArgs(argv) {
   positive(config.batch, '--batch');
   if (!Number.isInteger(config.embed) || config.embed < 0) throw new Error('--embed must be 0 or a positive integer');
   for (const t of config.tests) if (!TESTS.includes(t)) throw new Error(`unknown test ${t} (known: ${TESTS.join(', ')})`);
+  for (const sc of config.scenarios) if (!SCENARIOS.includes(sc)) throw new Error(`unknown scenario ${sc} (known: ${SCENARIOS.join(', ')})`);
+  if (config.scenarios.length === 0) throw new Error('--scenarios needs at least one of main, serving');
+  config.clients.forEach((n) => positive(n, '--clients'));
+  positive(config.servingTokens, '--serving-tokens');
+  if (SERVING_PROMPT + config.servingTokens + 8 > SERVING_CTX_PER_CLIENT) throw new Error(`--serving-tokens must be at most ${SERVING_CTX_PER_CLIENT - SERVING_PROMPT - 8}`);
+  if (!Number.isInteger(config.servingEmbed) || config.servingEmbed < 0) throw new Error('--serving-embed must be 0 or a positive integer');
+  if (!config.scenarios.includes('main')) config.contenders = [];
   if (!config.tests.includes('pp') && !config.tests.includes('tg')) config.contenders = config.contenders.filter((c) => c !== 'bench');
   for (const c of config.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender ${c} (known: ${CONTENDER_IDS.join(', ')})`);
   if (!/^[\w.-]+$/.test(config.out)) throw new Error('--out must be a plain file name');
@@ -223,10 +227,11 @@ async function resolveModels(config) {
   if (config.userModels.length > 0) {
     return config.userModels.map((file) => {
       if (!existsSync(file)) throw new Error(`${file} not found`);
-      return { name: basename(file).replace(/\.gguf$/i, ''), file };
+      return { name: basename(file).replace(/\.gguf$/i, ''), file, serving: true };
     });
   }
-  const set = config.quick ? QUICK_MODELS : DEFAULT_MODELS;
+  // The serving scenario alone needs only its own models.
+  const set = (config.quick ? QUICK_MODELS : DEFAULT_MODELS).filter((m) => config.scenarios.includes('main') || m.serving);
   const out = [];
   for (const m of set) {
     if (m.file) {
@@ -254,9 +259,12 @@ function pathHref(p) {
   return new URL(`file://${p.startsWith('/') ? '' : '/'}${p.replace(/\\/g, '/')}`).href;
 }
 
+/** The seed of one test's inputs in one run: the same for every contender, different in every run. */
+const seedOf = (run, test) => 1000 * run + test;
+
 /** The inputs of one run on one model: the same for every contender, different in every run. */
 function makeInputs(tokenize, model, config, run) {
-  const seed = (test) => 1000 * run + test;
+  const seed = (test) => seedOf(run, test);
   // A model may run fewer prompt sizes than the others (model.pp), never sizes the run does not ask for.
   const chosen = model.pp ? model.pp.filter((n) => config.pp.includes(n)) : config.pp;
   const ppSizes = chosen.length > 0 ? chosen : [Math.min(...config.pp)];
@@ -270,6 +278,20 @@ function makeInputs(tokenize, model, config, run) {
     tg: has('tg') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(4)) } : undefined,
     tgStream: has('stream') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(5)) } : undefined,
     embed: has('embed') && config.embed > 0 ? makeTexts(Math.min(config.embed, model.embed ?? config.embed), seed(6)) : undefined,
+  };
+}
+
+/** The serving scenario's inputs of one run on one model: a distinct prompt per client, and the embeddings batch. */
+function makeServingInputs(tokenize, config, run) {
+  const seed = (test) => seedOf(run, test);
+  return {
+    clients: config.clients,
+    tokens: config.servingTokens,
+    ctxPerClient: SERVING_CTX_PER_CLIENT,
+    embedCtx: SERVING_EMBED_CTX,
+    warmup: makePrompt(tokenize, 8, seed(99)),
+    prompts: Array.from({ length: Math.max(...config.clients) }, (_, i) => makePrompt(tokenize, SERVING_PROMPT, seed(100 + i))),
+    embedTexts: config.servingEmbed > 0 ? makeTexts(config.servingEmbed, seed(7)) : undefined,
   };
 }
 
@@ -313,14 +335,17 @@ async function main() {
       contenders = contenders.filter((c) => c !== 'pre');
     }
   }
+  const serving = config.scenarios.includes('serving');
+  let servingContenders = serving ? [...SERVING_IDS] : [];
   let nlcDir;
-  if (contenders.includes('nlc')) {
+  if (contenders.includes('nlc') || serving) {
     try {
       nlcDir = await ensureNodeLlamaCpp({ dir: config.nlcDir, log: (line) => status(`[bench] ${line}`) });
     } catch (error) {
       notes.push(`node-llama-cpp left out: ${error.message.split('\n')[0]}`);
       status(`[bench] node-llama-cpp left out: ${error.message.split('\n')[0]}`, true);
       contenders = contenders.filter((c) => c !== 'nlc');
+      servingContenders = servingContenders.filter((c) => c !== 'nlc');
     }
   }
 
@@ -331,21 +356,34 @@ async function main() {
     const tokenize = (text) => vocab.tokenize(text);
     const info = vocab.info;
     model.meta = { file: relative(root, model.file), sizeMB: info.fileSize / 2 ** 20, architecture: info.architecture, parameters: info.parameterCount, vocabSize: info.vocabSize, description: info.description };
-    for (let run = 1; run <= config.runs; run++) inputs.set(`${model.name}|${run}`, makeInputs(tokenize, model, config, run));
+    for (let run = 1; run <= config.runs; run++) {
+      if (config.scenarios.includes('main')) inputs.set(`${model.name}|${run}`, makeInputs(tokenize, model, config, run));
+      if (serving && model.serving) inputs.set(`${model.name}|${run}|serving`, makeServingInputs(tokenize, config, run));
+    }
     await vocab.dispose();
   }
 
   // The plan: every run visits every model and thread count; the contenders' order rotates so none always
-  // goes first (or right after another one's heaviest test).
+  // goes first (or right after another one's heaviest test). The serving sessions of a run follow its main
+  // sessions, with the most threads, one session per model and contender covering every client count.
   const plan = [];
+  const rotated = (list, shift) => [...list.slice(shift % list.length), ...list.slice(0, shift % list.length)];
+  const servingThreads = Math.max(...config.threads);
   for (let run = 1; run <= config.runs; run++) {
     models.forEach((model, mi) => {
       config.threads.forEach((threads, ti) => {
-        const shift = (run - 1 + mi + ti) % contenders.length;
-        for (const contender of [...contenders.slice(shift), ...contenders.slice(0, shift)]) plan.push({ run, model, threads, contender });
+        for (const contender of rotated(contenders, run - 1 + mi + ti)) plan.push({ run, model, threads, contender });
       });
     });
+    models
+      .filter((model) => model.serving)
+      .forEach((model, mi) => {
+        for (const contender of rotated(servingContenders, run - 1 + mi)) plan.push({ run, model, threads: servingThreads, contender, scenario: 'serving' });
+      });
   }
+  // model|threads|contender (serving: model|serving|contender) -> wall ms of its first complete session, for the
+  // ETA and the time limit of later runs.
+  const keyOf = (p) => `${p.model.name}|${p.scenario ?? p.threads}|${p.contender}`;
 
   // Ctrl-C or a SIGTERM ends the run early but still writes the report of what was measured.
   const interrupt = new AbortController();
@@ -359,28 +397,30 @@ async function main() {
   process.on('SIGTERM', onSignal);
 
   const sessions = [];
-  const durations = new Map(); // model|threads|contender -> wall ms of its first complete session, for the ETA
+  const durations = new Map();
   const deadline = started + config.maxMinutes * 60_000;
   for (let i = 0; i < plan.length; i++) {
-    const { run, model, threads, contender } = plan[i];
-    const key = `${model.name}|${threads}|${contender}`;
-    const record = { run, model: model.name, threads, contender, loadavg1: loadavg()[0] };
+    const { run, model, threads, contender, scenario } = plan[i];
+    const key = keyOf(plan[i]);
+    const what = `${model.name} · ${scenario ? 'serving · ' : ''}${threads} thr · ${contenderOf(plan[i]).short}`;
+    const record = { run, model: model.name, threads, contender, scenario, loadavg1: loadavg()[0] };
     sessions.push(record);
     if (now() > deadline || interrupt.signal.aborted) {
       record.skipped = true;
       continue;
     }
     const elapsed = now() - started;
-    const remaining = plan.slice(i).reduce((sum, p) => sum + (durations.get(`${p.model.name}|${p.threads}|${p.contender}`) ?? elapsed / Math.max(i, 1)), 0);
-    const head = `[bench] ${i + 1}/${plan.length} run ${run}/${config.runs} · ${model.name} · ${threads} thr · ${CONTENDERS[contender].short}`;
+    const remaining = plan.slice(i).reduce((sum, p) => sum + (durations.get(keyOf(p)) ?? elapsed / Math.max(i, 1)), 0);
+    const head = `[bench] ${i + 1}/${plan.length} run ${run}/${config.runs} · ${what}`;
     const tail = `${clock(elapsed)} elapsed${i > 0 ? `, ~${clock(remaining)} left` : ''}`;
     status(`${head} · ${tail}`);
     // A session may take 5x what the same model and contender took with the fewest threads (more threads are
-    // never slower on an idle machine), and never past the deadline.
-    const reference = Math.min(...config.threads.map((t) => durations.get(`${model.name}|${t}|${contender}`) ?? Infinity));
+    // never slower on an idle machine; serving: 5x its own first run), and never past the deadline.
+    const reference = Math.min(...(scenario ? [key] : config.threads.map((t) => keyOf({ model, threads: t, contender }))).map((k) => durations.get(k) ?? Infinity));
     const timeoutMs = Math.max(1000, Math.min(deadline - now(), Number.isFinite(reference) ? Math.max(30_000, 5 * reference) : Infinity));
     const spec = {
       contender,
+      scenario,
       root,
       model: model.file,
       threads,
@@ -388,6 +428,7 @@ async function main() {
       batch: config.batch,
       ppReps: config.ppReps,
       inputs: inputs.get(`${model.name}|${run}`),
+      serving: inputs.get(`${model.name}|${run}|serving`),
       benchBin: tool('llama-bench'),
       serverBin: tool('llama-server'),
       nlcDir,
@@ -395,12 +436,12 @@ async function main() {
     try {
       const r = await runSession(spec, (test) => status(`${head} · ${test} · ${tail}`, false, true), timeoutMs, interrupt.signal);
       Object.assign(record, r);
-      if (r.cut) status(`[bench] ${model.name} · ${threads} thr · ${CONTENDERS[contender].short}: cut after ${clock(r.wallMs)} (run ${run}), partial samples kept`, true);
+      if (r.cut) status(`[bench] ${what}: cut after ${clock(r.wallMs)} (run ${run}), partial samples kept`, true);
       else if (!durations.has(key)) durations.set(key, r.wallMs);
     } catch (error) {
       record.error = error.message;
       record.samples = error.partial;
-      status(`[bench] ${model.name} · ${threads} thr · ${CONTENDERS[contender].short} failed: ${error.message.split('\n')[0]}`, true);
+      status(`[bench] ${what} failed: ${error.message.split('\n')[0]}`, true);
     }
   }
   const skipped = sessions.filter((s) => s.skipped).length;
@@ -409,7 +450,7 @@ async function main() {
   }
   const cut = sessions.filter((s) => s.cut);
   if (cut.length > 0) {
-    notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model} ${s.threads} thr ${CONTENDERS[s.contender].short}`).join('; ')}.`);
+    notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model}${s.scenario ? ' serving' : ''} ${s.threads} thr ${contenderOf(s).short}`).join('; ')}.`);
   }
 
   const uptimeAfter = uptimeLine();
@@ -433,11 +474,24 @@ async function main() {
     },
     models: models.map((m) => {
       const first = inputs.get(`${m.name}|1`);
-      return { name: m.name, ...m.meta, pp: first.pp.map((p) => p.n), embedTexts: first.embed?.length ?? 0 };
+      return { name: m.name, ...m.meta, pp: first?.pp.map((p) => p.n) ?? [], embedTexts: first?.embed?.length ?? 0, serving: serving && m.serving };
     }),
     notes,
     sessions,
-    summary: aggregate(sessions),
+    summary: aggregate(sessions.filter((s) => !s.scenario)),
+    serving: serving
+      ? {
+          clients: config.clients,
+          tokens: config.servingTokens,
+          promptTokens: SERVING_PROMPT,
+          ctxPerClient: SERVING_CTX_PER_CLIENT,
+          embedTexts: config.servingEmbed,
+          embedCtx: SERVING_EMBED_CTX,
+          threads: servingThreads,
+          contenders: servingContenders,
+          summary: aggregateServing(sessions.filter((s) => s.scenario === 'serving')),
+        }
+      : undefined,
   };
 
   const dir = join(here, 'results');
@@ -451,11 +505,12 @@ async function main() {
 function writeOutputs(results, name, jsonName) {
   const dir = join(here, 'results');
   mkdirSync(dir, { recursive: true });
-  const chartPath = join(dir, `${name}.svg`);
-  writeFileSync(chartPath, renderChart(results));
+  // The chart shows the main scenario only.
+  const chartPath = hasMain(results) ? join(dir, `${name}.svg`) : undefined;
+  if (chartPath) writeFileSync(chartPath, renderChart(results));
   const mdPath = join(dir, `${name}.md`);
-  writeFileSync(mdPath, renderMarkdown(results, { chart: basename(chartPath), json: jsonName }));
-  process.stderr.write(`[bench] wrote ${relative(root, mdPath)}, ${relative(root, chartPath)}\n`);
+  writeFileSync(mdPath, renderMarkdown(results, { chart: chartPath && basename(chartPath), json: jsonName }));
+  process.stderr.write(`[bench] wrote ${[mdPath, chartPath].filter(Boolean).map((p) => relative(root, p)).join(', ')}\n`);
   process.stdout.write(readFileSync(mdPath, 'utf8'));
 }
 
@@ -469,6 +524,17 @@ function readLock() {
 
 const METRICS = ['pp128', 'pp512', 'tg', 'tgStream', 'ttftMs', 'embedPerSecond', 'loadMs', 'rssMB', 'lagP50', 'lagP99', 'lagMax'];
 
+/** Appends the numbers of `values` whose key passes `keep` to slot[key]. */
+function collect(slot, values, keep) {
+  for (const [k, v] of Object.entries(values)) if (typeof v === 'number' && keep(k)) (slot[k] ??= []).push(v);
+}
+
+/** Replaces every list of samples in a tree of objects by its summary (with the samples). */
+function summarizeTree(node) {
+  for (const [k, v] of Object.entries(node)) node[k] = Array.isArray(v) ? { ...summarize(v), samples: v } : summarizeTree(v);
+  return node;
+}
+
 /** { [model]: { [threads]: { [contender]: { [metric]: summary } } } } */
 function aggregate(sessions) {
   const out = {};
@@ -476,20 +542,21 @@ function aggregate(sessions) {
     if (!s.samples) continue;
     const slot = (((out[s.model] ??= {})[s.threads] ??= {})[s.contender] ??= {});
     const values = { ...s.samples, lagP50: s.samples.lag?.p50, lagP99: s.samples.lag?.p99, lagMax: s.samples.lag?.max };
-    for (const [k, v] of Object.entries(values)) {
-      if (typeof v !== 'number') continue;
-      if (!METRICS.includes(k) && !/^pp\d+$/.test(k)) continue;
-      (slot[k] ??= []).push(v);
-    }
+    collect(slot, values, (k) => METRICS.includes(k) || /^pp\d+$/.test(k));
   }
-  for (const byThreads of Object.values(out)) {
-    for (const byContender of Object.values(byThreads)) {
-      for (const metrics of Object.values(byContender)) {
-        for (const [k, v] of Object.entries(metrics)) metrics[k] = { ...summarize(v), samples: v };
-      }
-    }
+  return summarizeTree(out);
+}
+
+/** { [model]: { [clients]: { [contender]: { [metric]: summary } }, embed: { [contender]: summary } } } */
+function aggregateServing(sessions) {
+  const out = {};
+  for (const s of sessions) {
+    if (!s.samples) continue;
+    const byModel = (out[s.model] ??= {});
+    for (const [k, v] of Object.entries(s.samples)) if (/^c\d+$/.test(k)) collect(((byModel[k.slice(1)] ??= {})[s.contender] ??= {}), v, () => true);
+    collect((byModel.embed ??= {}), { [s.contender]: s.samples.embedPerSecond }, () => true);
   }
-  return out;
+  return summarizeTree(out);
 }
 
 main().catch((error) => {

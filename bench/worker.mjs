@@ -11,28 +11,22 @@
 // one generated token, measured by the caller up to the first text), plain generation (tg), streamed
 // generation with a per-chunk JS callback while a 1 ms timer measures event-loop lag, and embeddings.
 //
+// A spec with scenario 'serving' runs serving.mjs's session of that contender instead.
+//
 // tg counts decode steps: a generation of n + 1 tokens makes n decode calls after the prompt (the first token
 // comes from the prompt's logits), so tg = n / generation time, as llama-bench's tg<n> makes n decode calls.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
+import { SERVING_SESSIONS } from './serving.mjs';
+import { getCpuLlama, importNodeLlamaCpp, progress, serverArgs, startServer, track, tracked } from './session.mjs';
 import { median, now, perSecond, startLagMonitor } from './stats.mjs';
 
 /** Prompt-processing repetitions per session (the median is kept). */
 const reps = (spec) => spec.ppReps ?? 1;
 
 const require = createRequire(import.meta.url);
-
-// The samples measured so far go with every progress message: a session the parent cuts short (the machine too
-// busy to finish it in time) still reports what it measured.
-let current = {};
-function progress(test) {
-  process.send?.({ type: 'progress', test, samples: current });
-}
 
 const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 
@@ -41,7 +35,7 @@ const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 async function teaSession(spec) {
   const tea = require(spec.root);
   const out = { samples: {}, info: { native: tea.nativeInfo() } };
-  const s = (current = out.samples);
+  const s = track(out.samples);
 
   progress('load');
   const t0 = now();
@@ -123,25 +117,13 @@ async function teaSession(spec) {
 // ---- node-llama-cpp, in-process ------------------------------------------------------------------------
 
 async function nlcSession(spec) {
-  // Belt and braces: the prebuilt binary must be used as is, never downloaded or built.
-  process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = 'true';
-  process.env.NODE_LLAMA_CPP_GPU = 'false';
-  const entry = join(spec.nlcDir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
-  const { getLlama, LlamaLogLevel } = await import(pathToFileURL(entry).href);
+  const nlc = await importNodeLlamaCpp(spec);
   const out = { samples: {}, info: {} };
-  const s = (current = out.samples);
+  const s = track(out.samples);
 
   progress('load');
   const t0 = now();
-  const llama = await getLlama({
-    gpu: false,
-    build: 'never',
-    usePrebuiltBinaries: true,
-    skipDownload: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.error,
-    maxThreads: spec.threads,
-  });
+  const llama = await getCpuLlama(nlc, spec.threads);
   const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
   const context = await model.createContext({
     contextSize: spec.ctx,
@@ -254,60 +236,6 @@ async function nlcSession(spec) {
 
 // ---- tea-llama's API backend against llama-server --------------------------------------------------------
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts llama-server on 127.0.0.1 and waits for /health; returns { baseUrl, pid, stop }. */
-async function startServer(spec, extra) {
-  const port = await freePort();
-  const args = [
-    '-m', spec.model, '--host', '127.0.0.1', '--port', String(port),
-    '-t', String(spec.threads), '-tb', String(spec.threads), '-c', String(spec.ctx), '-b', String(spec.batch), '-ub', String(spec.batch),
-    '-np', '1', '-fa', 'auto', '--no-webui', '--no-cache-prompt', '-cram', '0', '--threads-http', '1',
-    ...extra,
-  ];
-  const child = spawn(spec.serverBin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  process.send?.({ type: 'child', pid: child.pid }); // the parent kills it too if it has to cut the session
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`llama-server exited with ${child.exitCode}: ${stderr}`);
-    try {
-      if ((await fetch(`${baseUrl}/health`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (now() > deadline) {
-      await stop();
-      throw new Error(`llama-server did not become healthy in 120 s: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { baseUrl, pid: child.pid, stop };
-}
-
 function processRssMB(pid) {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : undefined;
@@ -316,13 +244,13 @@ function processRssMB(pid) {
 async function apiSession(spec) {
   const tea = require(spec.root);
   const out = { samples: {}, info: {} };
-  const s = (current = out.samples);
+  const s = track(out.samples);
   const backendFor = (baseUrl) =>
     new tea.ApiLlmBackend({ baseUrl, maxRetries: 0, timeoutMs: 600_000, logger: tea.silentLogger, defaults: { temperature: 0 } });
 
   progress('load');
   const t0 = now();
-  let server = await startServer(spec, []);
+  let server = await startServer(spec, [...serverArgs(spec), '--threads-http', '1']);
   let backend = backendFor(server.baseUrl);
   try {
     await backend.call({ prompt: spec.inputs.ready.text, maxTokens: 1, temperature: 0 });
@@ -389,7 +317,7 @@ async function apiSession(spec) {
   if (spec.inputs.embed) {
     // llama-server serves embeddings only when started for them (--embeddings); a second server, as one would run.
     progress('embeddings');
-    server = await startServer(spec, ['--embeddings', '--pooling', 'mean']);
+    server = await startServer(spec, [...serverArgs(spec), '--threads-http', '1', '--embeddings', '--pooling', 'mean']);
     backend = backendFor(server.baseUrl);
     try {
       const texts = spec.inputs.embed;
@@ -409,10 +337,10 @@ const SESSIONS = { tea: teaSession, pre: teaSession, nlc: nlcSession, api: apiSe
 
 process.once('message', async (spec) => {
   try {
-    const result = await SESSIONS[spec.contender](spec);
+    const result = await (spec.scenario === 'serving' ? SERVING_SESSIONS : SESSIONS)[spec.contender](spec);
     process.send({ type: 'result', result });
   } catch (error) {
-    process.send({ type: 'error', message: error?.stack ?? String(error), samples: current });
+    process.send({ type: 'error', message: error?.stack ?? String(error), samples: tracked() });
   }
   // Native thread pools can outlive their handles for a moment; the parent waits for the exit.
   process.disconnect();
