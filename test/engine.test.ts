@@ -20,7 +20,7 @@ describe.runIf(haveModel(STORIES))('engine: parallel sequences on stories260K', 
   }
 
   it('8 concurrent greedy requests each equal the request alone and llama-server -np 8 given the same 8 at once', async () => {
-    const references = [];
+    const references: string[] = [];
     for (const prompt of PROMPTS) references.push((await alone(prompt, GREEDY)).text);
     await using model = await loadModel(stories, { contextSize: 2048, threads: 1, sequences: 8 });
     expect(model.sequences).toBe(8);
@@ -87,7 +87,7 @@ describe.runIf(haveModel(STORIES))('engine: parallel sequences on stories260K', 
   }, 120_000);
 
   it('abort one of 8 mid-stream: a queued request takes its sequence, the other 7 texts are unchanged', async () => {
-    const references = [];
+    const references: string[] = [];
     for (const prompt of PROMPTS) references.push((await alone(prompt, GREEDY)).text);
     const queuedReference = (await alone('The big tree', GREEDY)).text;
     await using model = await loadModel(stories, { contextSize: 2048, threads: 1, sequences: 8 });
