@@ -123,7 +123,7 @@ export function renderServing(results) {
   lines.push(
     `N clients at once on one loaded model (${sv.threads} threads, batch ${batch}): each sends its own ${sv.promptTokens}-token prompt and gets ${sv.tokens} greedy tokens, streamed. ` +
       `tea-llama: \`loadModel(file, { sequences: N, contextSize: N × ${sv.ctxPerClient} })\` and N concurrent \`complete()\` calls with onChunk; ` +
-      `llama-server: \`-np N --kv-unified -c N×${sv.ctxPerClient}\`, N streaming POST /completion with ignore_eos; ` +
+      `llama-server: \`-np N --kv-unified -c N×${sv.ctxPerClient}\` (\`--kv-unified\` for N > 1, as tea-llama shares one cache between sequences only when there are several), N streaming POST /completion with ignore_eos; ` +
       `node-llama-cpp: a context of N sequences of ${sv.ctxPerClient} cells, a token generator per sequence. ` +
       `One fresh process per model and contender runs every client count; ${runs} run${runs > 1 ? 's' : ''} interleaved with the rest, medians of the runs.`,
     '',
@@ -163,7 +163,7 @@ export function renderServing(results) {
   if (serial) lines.push('† The clients were served one after another: their generations never overlapped.', '');
   if (sv.embedTexts > 0) {
     lines.push(
-      `Embeddings batch: ${sv.embedTexts} short texts in one call, texts/s. tea-llama: \`model.embed(texts)\` (embedding context ${sv.embedCtx}); ` +
+      `Embeddings batch: ${sv.embedTexts} short texts in one call, texts/s (the median of 3 batches in each session). tea-llama: \`model.embed(texts)\` (embedding context ${sv.embedCtx}); ` +
         `llama-server: one POST /v1/embeddings with the ${sv.embedTexts} inputs (\`--embeddings --pooling mean -np ${sv.embedTexts} --kv-unified -c ${sv.embedCtx} -b ${sv.embedCtx} -ub ${sv.embedCtx}\`).`,
       '',
     );
@@ -193,7 +193,7 @@ export function renderMarkdown(results, { chart, json } = {}) {
     `- **Machine**: ${m.cpuModel}, ${m.logicalCpus} logical CPU${m.logicalCpus === 1 ? '' : 's'} (/proc/cpuinfo), ${m.memoryGB.toFixed(0)} GiB RAM, ${m.platform}, Node ${m.node}.`,
     `- **Load averages** (1/5/15 min): ${loadLine(results.load)}. Above ${m.logicalCpus}, other work shared the cores during the run and the figures are noisier than their spreads suggest.`,
     `- **Builds**: llama.cpp ${lock?.tag ?? lock?.version ?? ''}${benchInfo?.build_commit ? ` (${benchInfo.build_commit})` : ''}; tea-llama ${results.versions.teaLlama} source build \`${native.prebuild ? 'prebuild' : 'build/Release'}\` (${cpuFeatures(native.systemInfo)}), llama-bench and llama-server built from the same tree with the same flags${results.versions.prebuild ? `; tea-llama prebuild \`${results.versions.prebuild.addonPath.split(/[\\/]/).slice(-3).join('/')}\` (CPU variant picked at run time: ${results.versions.prebuild.cpuVariant}, ${cpuFeatures(results.versions.prebuild.systemInfo)})` : ''}${nlcInfo ? `; node-llama-cpp ${nlcInfo.version} prebuilt binary (llama.cpp ${nlcInfo.llamaCppRelease?.release ?? '?'}, CPU variant picked at run time, ${cpuFeatures(nlcInfo.systemInfo)})` : ''}. Both prebuilt binaries may use wider SIMD than the source build and llama-bench: their ratios to llama-bench are not like for like, their ratios to each other are.`,
-    `- **Settings**, the same for every contender: context ${c.ctx}, batch and micro-batch ${c.batch}, flash attention auto, greedy decoding; threads ${c.threads.join(' and ')}; ${c.runs} run${c.runs > 1 ? 's' : ''} of every session, interleaved (each run visits every model, thread count and contender in a rotating order, a fresh process per session). Figures are medians${c.runs > 1 ? ', ± half the min–max range' : ''}.`,
+    `- **Settings**, the same for every contender: context ${c.ctx}, batch and micro-batch ${c.batch}, flash attention auto, greedy decoding, one sequence (tea-llama \`sequences: 1\`, llama-server \`-np 1\`); threads ${c.threads.join(' and ')}; ${c.runs} run${c.runs > 1 ? 's' : ''} of every session, interleaved (each run visits every model, thread count and contender in a rotating order, a fresh process per session). Figures are medians${c.runs > 1 ? ', ± half the min–max range' : ''}.`,
   );
   if (hasMain(results)) lines.push(`- **Tests**: pp*n* = a prompt of *n* tokens from an empty cache, no generation (the median of ${c.ppReps ?? 1} within each session); tg${c.tg} = ${c.tg} decode steps after a 2-token prompt (llama-bench: ${c.tg} decodes from an empty context); TTFT = a 128-token prompt to the first generated text, as the caller sees it; streamed = tg with a per-chunk JS callback (node-llama-cpp: its token generator, plus the text of each token; API: server-sent events, first to last chunk), while a 1 ms timer measures event-loop lag; embeddings = a batch of ${[...new Set(results.models.map((mm) => mm.embedTexts))].join(' or ')} short texts (node-llama-cpp: one at a time, it has no batch call; API: a second llama-server started with --embeddings); load = until a first token can be decoded (API: server start to first answer); RSS = resident memory after load (API: the server process).`);
   if (results.notes.length) lines.push(...results.notes.map((n) => `- **Note**: ${n}`));

@@ -80,7 +80,7 @@ const HELP = `usage: npm run bench -- [options]
                        threads of --threads; contenders tea-llama, llama-server and node-llama-cpp
   --serving-tokens N   serving: tokens generated per client (default 32; --quick: 16)
   --serving-embed N    serving: texts in the embeddings batch, 0 to skip (default 64; --quick: 16)
-  --max-minutes N      stop starting sessions after N minutes (default 19; --quick: 5), and cut a session that runs
+  --max-minutes N      stop starting sessions after N minutes (default 40; --quick: 5), and cut a session that runs
                        over 5x its own 1-thread duration: a busy machine gives a partial, flagged report in time
   --out NAME           base name of the .md/.svg outputs in bench/results (default latest, quick or custom)
   --render FILE        only rewrite the .md/.svg from a results JSON of an earlier run
@@ -148,7 +148,7 @@ function parseArgs(argv) {
     servingTokens: o.servingTokens ?? (q ? 16 : 32),
     servingEmbed: o.servingEmbed ?? (q ? 16 : 64),
     embed: o.embed ?? (q ? 8 : 32),
-    maxMinutes: o.maxMinutes ?? (q ? 5 : 19),
+    maxMinutes: o.maxMinutes ?? (q ? 5 : 40),
     ctx: o.ctx ?? 1024,
     batch: o.batch ?? 512,
     userModels: o.models,

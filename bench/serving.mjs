@@ -1,6 +1,6 @@
 // The serving scenario, run by worker.mjs: N clients at once against one loaded model, each sending one greedy
 // completion of its own short prompt with a fixed number of generated tokens. tea-llama in-process with
-// `sequences: N`, llama-server with `-np N --kv-unified` and N streaming HTTP requests, node-llama-cpp with a
+// `sequences: N`, llama-server with `-np N --kv-unified` (N > 1) and N streaming HTTP requests, node-llama-cpp with a
 // context of N sequences. Then one batch of embeddings: tea-llama's embed(texts) against one /v1/embeddings
 // request with the same texts. One session per model and contender runs every client count.
 //
@@ -42,12 +42,16 @@ async function serve(prompts, generate) {
   return { tokPerSec: perSecond(tokens, makespan), ttftP50: percentile(ttft, 50), ttftP99: percentile(ttft, 99), tbtP50: median(tbt), tokens, overlapped: overlapped ? 1 : 0 };
 }
 
-/** texts/s of embed(texts), after a warm-up that creates the embedding context. */
+/** texts/s of embed(texts), the median of 3 batches after a warm-up that creates the embedding context. */
 async function embedRate(texts, embed) {
   await embed(texts.slice(0, 2));
-  const started = now();
-  await embed(texts);
-  return perSecond(texts.length, now() - started);
+  const rates = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const started = now();
+    await embed(texts);
+    rates.push(perSecond(texts.length, now() - started));
+  }
+  return median(rates);
 }
 
 /**
@@ -102,7 +106,8 @@ async function teaServing(spec) {
 async function serverServing(spec) {
   const { ctxPerClient, embedCtx } = spec.serving;
   const open = async (n) => {
-    const server = await startServer(spec, [...serverArgs({ ...spec, ctx: n * ctxPerClient }, n), '--kv-unified']);
+    // One KV cache shared by the sequences, as tea-llama's with more than one (with one, there is nothing to share).
+    const server = await startServer(spec, [...serverArgs({ ...spec, ctx: n * ctxPerClient }, n), ...(n > 1 ? ['--kv-unified'] : [])]);
     return {
       generate: async (prompt, maxTokens, onChunk) => {
         const body = { prompt: prompt.text, n_predict: maxTokens, temperature: 0, ignore_eos: true, stream: true };

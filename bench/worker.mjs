@@ -39,7 +39,10 @@ async function teaSession(spec) {
 
   progress('load');
   const t0 = now();
-  const model = await tea.loadModel(spec.model, { threads: spec.threads, contextSize: spec.ctx, batchSize: spec.batch });
+  // One request at a time, in one sequence, as llama-bench, llama-server -np 1 and node-llama-cpp's default. With more
+  // sequences the prompts of earlier requests stay cached in the idle ones: a repeated pp prompt would be found
+  // there and not decoded, and every decode would attend over those cells as well.
+  const model = await tea.loadModel(spec.model, { threads: spec.threads, contextSize: spec.ctx, batchSize: spec.batch, sequences: 1 });
   await model.complete(spec.inputs.ready.text, { maxTokens: 0 }); // creates the context, decodes 4 tokens
   s.loadMs = now() - t0;
   s.rssMB = rssMB();
