@@ -353,7 +353,7 @@ describe('ApiLlmBackend under faults (reliability)', () => {
     expect(f.requests).toHaveLength(12);
   });
 
-  it('invalid JSON of every shape: ERR_API_PROTOCOL, never a TypeError', async () => {
+  it('answers that are not JSON: ERR_API_PROTOCOL; JSON of a wrong shape: ERR_API_RESPONSE; never a TypeError', async () => {
     const bodies = [
       '{"choices":[{"text":"hi"', // cut
       'null',
@@ -385,7 +385,13 @@ describe('ApiLlmBackend under faults (reliability)', () => {
       ];
       for (const [name, call] of calls) {
         const r = await within(3000, call);
-        expect(r.error?.code, `${name} with ${JSON.stringify(body)}`).toBe('ERR_API_PROTOCOL');
+        let parses = true;
+        try {
+          JSON.parse(body);
+        } catch {
+          parses = false;
+        }
+        expect(r.error?.code, `${name} with ${JSON.stringify(body)}`).toBe(parses ? 'ERR_API_RESPONSE' : 'ERR_API_PROTOCOL');
         seen.push(r.error!.code);
       }
     }
