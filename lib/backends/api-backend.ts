@@ -238,7 +238,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
         try {
           parsed = JSON.parse(event.data);
         } catch {
-          const shown = JSON.stringify(this.#http.redact(event.data.slice(0, 120)));
+          const shown = JSON.stringify(this.#http.redact(event.data.slice(0, 4096)).slice(0, 120));
           throw new LlamaError('ERR_API_PROTOCOL', `${where}: malformed event in the stream: ${shown}`);
         }
         const chunk = checkCompletion(`${where} (event ${partial.chunks + 1})`, parsed, request.kind, true);
@@ -317,7 +317,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new LlamaError('ERR_API_PROTOCOL', `${where}: the answer is not JSON: ${JSON.stringify(this.#http.redact(text.slice(0, 120)))}`);
+      throw new LlamaError('ERR_API_PROTOCOL', `${where}: the answer is not JSON: ${JSON.stringify(this.#http.redact(text.slice(0, 4096)).slice(0, 120))}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new LlamaError('ERR_API_RESPONSE', `${where}: malformed answer: the answer should be a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'a list' : typeof parsed}`);
