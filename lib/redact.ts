@@ -49,6 +49,8 @@ export function redactUrl(url: string): string {
   const auth = u.username || u.password ? `${REDACTED}@` : '';
   const search = u.search ? `?${redactParams(u.search.slice(1))}` : '';
   const hash = u.hash ? `#${redactParams(u.hash.slice(1))}` : '';
+  // Nothing to hide: the URL exactly as it was given (a message quotes what the user wrote).
+  if (!auth && search === u.search && hash === u.hash) return url;
   // The path as the URL parser normalised it; a host may be IPv6 ([::1]) and keeps its brackets.
   return `${u.protocol}//${auth}${u.host}${u.pathname}${search}${hash}`;
 }
