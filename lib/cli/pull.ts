@@ -348,6 +348,7 @@ function splitCredentials(url: string): { url: string; authorization?: string } 
 async function download(options: DownloadOptions): Promise<DownloadResult> {
   const { dest } = options;
   const { url: fetchUrl, authorization } = splitCredentials(options.url);
+  // Messages show `url` (redacted); the partial file's metadata keeps `fetchUrl`: no password on disk.
   const url = options.url;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES;
   const retries = options.retries ?? 3;
@@ -370,7 +371,7 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
       meta = undefined;
     }
     let have = await sizeOf(partial);
-    if (have > 0 && meta?.url !== url) {
+    if (have > 0 && meta?.url !== fetchUrl) {
       log?.info(`discarding ${partial}: it is from another URL`);
       await rm(partial, { force: true });
       have = 0;
@@ -459,7 +460,7 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
         }
         // Where the body must end: the size the server announced, else the limit.
         const end = total ?? maxBytes;
-        meta = { url, etag: response.headers.get('etag') ?? undefined, lastModified: response.headers.get('last-modified') ?? undefined, total };
+        meta = { url: fetchUrl, etag: response.headers.get('etag') ?? undefined, lastModified: response.headers.get('last-modified') ?? undefined, total };
         await writeFile(metaPath, JSON.stringify(meta));
         if (hashed !== have) {
           hash = await hashPrefix(partial, have);
