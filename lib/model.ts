@@ -255,7 +255,7 @@ export class LlamaModel implements AsyncDisposable {
     rejectUnknownKeys(opts, ['pooling', 'normalize', 'signal'], 'embed() options');
     const texts = Array.isArray(input) ? input : [input];
     texts.forEach((t, i) => requireString(t, Array.isArray(input) ? `texts[${i}]` : 'text'));
-    if (opts.pooling !== undefined && !(opts.pooling in POOLING)) {
+    if (opts.pooling !== undefined && !(typeof opts.pooling === 'string' && Object.hasOwn(POOLING, opts.pooling))) {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `pooling must be one of ${Object.keys(POOLING).join(', ')}`);
     }
     const normalize = optionalBool(opts.normalize, 'normalize') ?? true;

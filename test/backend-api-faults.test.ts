@@ -197,17 +197,17 @@ describe('ApiLlmBackend against faulty servers', () => {
     expect((await b.healthCheck()).ok).toBe(false);
   });
 
-  it('malformed server-sent events: ERR_API_PROTOCOL', async () => {
-    const cases: Array<[string, string[]]> = [
-      ['broken JSON', [`data: {"choices":[{"text":"ok"`, '\n\n']],
-      ['a JSON number', ['data: 42\n\n', 'data: [DONE]\n\n']],
-      ['the stream ends early', [`data: ${JSON.stringify({ choices: [{ text: 'half', finish_reason: null }] })}\n\n`]],
+  it('malformed server-sent events: ERR_API_PROTOCOL; JSON of the wrong shape: ERR_API_RESPONSE', async () => {
+    const cases: Array<[string, string[], string]> = [
+      ['broken JSON', [`data: {"choices":[{"text":"ok"`, '\n\n'], 'ERR_API_PROTOCOL'],
+      ['a JSON number', ['data: 42\n\n', 'data: [DONE]\n\n'], 'ERR_API_RESPONSE'],
+      ['the stream ends early', [`data: ${JSON.stringify({ choices: [{ text: 'half', finish_reason: null }] })}\n\n`], 'ERR_API_PROTOCOL'],
     ];
-    for (const [name, events] of cases) {
+    for (const [name, events, code] of cases) {
       const f = await fixture((_req, res) => sse(res, events));
       const b = backend({ baseUrl: f.url });
       const error = await failure(b.stream(PROMPT).result);
-      expect(error.code, name).toBe('ERR_API_PROTOCOL');
+      expect(error.code, name).toBe(code);
     }
 
     const notSse = await fixture((_req, res) => json(res, 200, completionBody('not streamed')));
@@ -222,9 +222,9 @@ describe('ApiLlmBackend against faulty servers', () => {
     const e2 = await failure(backend({ baseUrl: notJson.url }).call(PROMPT));
     expect(e2.code).toBe('ERR_API_PROTOCOL');
     const noChoices = await fixture((_req, res) => json(res, 200, { choices: [] }));
-    expect((await failure(backend({ baseUrl: noChoices.url }).call(PROMPT))).code).toBe('ERR_API_PROTOCOL');
+    expect((await failure(backend({ baseUrl: noChoices.url }).call(PROMPT))).code).toBe('ERR_API_RESPONSE');
     const badEmbeddings = await fixture((_req, res) => json(res, 200, { data: [{ index: 0, embedding: 'nope' }] }));
-    expect((await failure(backend({ baseUrl: badEmbeddings.url }).embed('x'))).code).toBe('ERR_API_PROTOCOL');
+    expect((await failure(backend({ baseUrl: badEmbeddings.url }).embed('x'))).code).toBe('ERR_API_RESPONSE');
   });
 
   it('an error event mid-stream is ERR_API_HTTP with the server message', async () => {
@@ -320,7 +320,8 @@ describe('ApiLlmBackend against faulty servers', () => {
       await failure(b.embed('x')),
       await failure(b.streamChat([{ role: 'user', content: 'hi' }]).result),
     ];
-    expect(errors.map((e) => e.code)).toEqual(['ERR_API_HTTP', 'ERR_API_HTTP', 'ERR_API_PROTOCOL', 'ERR_API_PROTOCOL']);
+    // data: 'x' is JSON of the wrong shape (ERR_API_RESPONSE); the stream's event is not JSON at all (ERR_API_PROTOCOL).
+    expect(errors.map((e) => e.code)).toEqual(['ERR_API_HTTP', 'ERR_API_HTTP', 'ERR_API_RESPONSE', 'ERR_API_PROTOCOL']);
     expect(errors[1].message).toContain('check the API key');
     const health = await b.healthCheck();
     const port = await freePort();

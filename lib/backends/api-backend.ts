@@ -1,7 +1,8 @@
 import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
-import { displayUrl, HttpClient } from './http-client';
+import { checkCompletion, checkEmbeddings, checkModels, type ServerTimings, type Usage } from './api-response';
+import { displayUrl, HttpClient, readLimited } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
 import { parseSse } from './sse';
 
@@ -25,33 +26,27 @@ export interface ApiLlmBackendOptions extends BackendCommonOptions {
   maxRetryDelayMs?: number;
   /** Extra request headers. */
   headers?: Record<string, string>;
+  /**
+   * Longest time one call may take in all, in ms: every attempt, retry delay and streamed event included. A server
+   * that streams events without end (and no `[DONE]`) is stopped by this and by `maxTokens`. Past it the call
+   * rejects with ERR_API_TIMEOUT. Default 600000 (10 minutes).
+   */
+  totalTimeoutMs?: number;
+  /**
+   * Largest non-streamed answer read, in bytes (after any content decoding); a larger one is cancelled unread and
+   * is ERR_API_RESPONSE. Default 67108864 (64 MiB: 2048 embeddings of 3072 dimensions as JSON fit, with room).
+   */
+  maxResponseBytes?: number;
+  /**
+   * Follow a redirect to another origin. Default false: such a redirect is ERR_API_HTTP naming both origins, so
+   * neither the prompt nor the API key reaches a server that was not configured. When true, the request is repeated
+   * there without the Authorization header and without `headers`.
+   */
+  allowCrossOriginRedirects?: boolean;
 }
 
-interface Usage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-}
-
-interface ServerTimings {
-  prompt_ms?: number;
-  predicted_ms?: number;
-  predicted_per_second?: number;
-}
-
-interface Choice {
-  text?: string;
-  message?: { content?: string | null };
-  delta?: { content?: string | null };
-  finish_reason?: string | null;
-}
-
-interface CompletionBody {
-  model?: string;
-  choices?: Choice[];
-  usage?: Usage;
-  timings?: ServerTimings;
-  error?: { message?: string } | string;
-}
+/** Longest single event of a stream (its data lines together), in bytes. */
+const MAX_EVENT_BYTES = 16 * 1024 * 1024;
 
 /** Splits a base URL into the server root (for /health) and the OpenAI API base (…/v1). */
 export function apiUrls(baseUrl: string): { root: string; api: string } {
@@ -90,6 +85,8 @@ export class ApiLlmBackend extends BaseLlmBackend {
   readonly #model: string | undefined;
   readonly #http: HttpClient;
   readonly #inFlight = new Set<AbortController>();
+  readonly #totalTimeoutMs: number;
+  readonly #maxResponseBytes: number;
 
   constructor(options: ApiLlmBackendOptions) {
     const opts = requireObject(options, 'options') as unknown as ApiLlmBackendOptions;
@@ -102,6 +99,11 @@ export class ApiLlmBackend extends BaseLlmBackend {
     const apiKey = opts.apiKey === undefined ? process.env.LLM_API_KEY || undefined : requireString(opts.apiKey, 'apiKey');
     const headers = requireObject(opts.headers, 'headers');
     for (const [name, value] of Object.entries(headers)) requireString(value, `headers.${name}`);
+    this.#totalTimeoutMs = optionalNumber(opts.totalTimeoutMs, 'totalTimeoutMs', 1, 2 ** 31 - 1) ?? 600_000;
+    this.#maxResponseBytes = optionalInt(opts.maxResponseBytes, 'maxResponseBytes', 1, Number.MAX_SAFE_INTEGER) ?? 64 * 1024 * 1024;
+    if (opts.allowCrossOriginRedirects !== undefined && typeof opts.allowCrossOriginRedirects !== 'boolean') {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', 'allowCrossOriginRedirects must be a boolean');
+    }
     this.#http = new HttpClient({
       apiKey: apiKey || undefined,
       timeoutMs: optionalNumber(opts.timeoutMs, 'timeoutMs', 1, 2 ** 31 - 1) ?? 60_000,
@@ -110,6 +112,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       maxRetryDelayMs: optionalNumber(opts.maxRetryDelayMs, 'maxRetryDelayMs', 0, 2 ** 31 - 1) ?? 30_000,
       headers: headers as Record<string, string>,
       logger: this.logger,
+      allowCrossOriginRedirects: opts.allowCrossOriginRedirects ?? false,
     });
   }
 
@@ -140,21 +143,33 @@ export class ApiLlmBackend extends BaseLlmBackend {
     };
   }
 
-  /** Runs `work` with an AbortController that dispose() fires, linked to the request's signal. */
-  async #tracked<T>(signal: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` with a signal that dispose(), the request's signal and the `totalTimeoutMs` deadline fire. Past the
+   * deadline the call rejects with ERR_API_TIMEOUT (`expired()` tells `work` that it was the deadline, not an abort).
+   */
+  async #tracked<T>(signal: AbortSignal | undefined, what: string, work: (signal: AbortSignal, expired: () => boolean) => Promise<T>): Promise<T> {
     this.checkOpen();
     const controller = new AbortController();
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.#totalTimeoutMs);
+    const expired = () => deadline.signal.aborted && !signal?.aborted && !controller.signal.aborted;
     this.#inFlight.add(controller);
     try {
-      return await work(signal ? AbortSignal.any([signal, controller.signal]) : controller.signal);
+      return await work(AbortSignal.any([...(signal ? [signal] : []), controller.signal, deadline.signal]), expired);
+    } catch (error) {
+      if (expired()) {
+        throw new LlamaError('ERR_API_TIMEOUT', `${what}: no complete answer within ${(this.#totalTimeoutMs / 1000).toFixed(1)} s (totalTimeoutMs)`, { cause: error });
+      }
+      throw error;
     } finally {
+      clearTimeout(timer);
       this.#inFlight.delete(controller);
     }
   }
 
   protected generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const path = request.kind === 'prompt' ? '/completions' : '/chat/completions';
-    return this.#tracked(request.signal, async (signal) => {
+    return this.#tracked(request.signal, `POST ${displayUrl(this.apiBase + path)}`, async (signal, expired) => {
       const partial = { text: '', chunks: 0 };
       try {
         return onChunk
@@ -162,7 +177,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
           : await this.#whole(path, { ...request, signal });
       } catch (error) {
         // Aborted while running: the call resolves with what arrived, as the local backend does.
-        if (signal.aborted && (error as LlamaError).code === 'ERR_ABORTED') {
+        if (signal.aborted && !expired() && (error as LlamaError).code === 'ERR_ABORTED') {
           return { content: partial.text, promptTokens: 0, completionTokens: partial.chunks, finishReason: 'abort' };
         }
         throw error;
@@ -172,18 +187,16 @@ export class ApiLlmBackend extends BaseLlmBackend {
 
   async #whole(path: string, request: GenerationRequest): Promise<EngineResult> {
     const where = `POST ${displayUrl(this.apiBase + path)}`;
-    const body = await this.#json<CompletionBody>(where, this.apiBase + path, this.#body(request, false), request.signal);
-    const choice = body.choices?.[0];
-    const content = request.kind === 'prompt' ? choice?.text : choice?.message?.content ?? (choice?.message ? '' : undefined);
-    if (!choice || typeof content !== 'string') {
-      throw new LlamaError('ERR_API_PROTOCOL', `${where}: the answer has no ${request.kind === 'prompt' ? 'choices[0].text' : 'choices[0].message'}`);
-    }
+    const answer = await this.#json(where, this.apiBase + path, this.#body(request, false), request.signal);
+    const body = checkCompletion(where, answer, request.kind, false);
+    if (body.error !== undefined) throw new LlamaError('ERR_API_HTTP', this.#http.redact(`${where}: the server reported an error: ${body.error}`));
+    const choice = body.choice!;
     return {
-      content,
-      model: typeof body.model === 'string' ? body.model : undefined,
+      content: choice.text ?? '',
+      model: body.model,
       promptTokens: body.usage?.prompt_tokens ?? 0,
       completionTokens: body.usage?.completion_tokens ?? 0,
-      finishReason: finish(choice.finish_reason),
+      finishReason: finish(choice.finishReason),
       timings: this.#timings(body.timings),
     };
   }
@@ -207,8 +220,11 @@ export class ApiLlmBackend extends BaseLlmBackend {
     let usage: Usage | undefined;
     let timings: ServerTimings | undefined;
     let done = false;
+    // maxTokens bounds what a server may stream: a text event past it ends the answer ('length') and the
+    // connection, however the server goes on (one text event per token is what every server sends).
+    const limit = request.sampling.maxTokens >= 0 ? request.sampling.maxTokens : Infinity;
     try {
-      for await (const event of parseSse(this.#bytes(response))) {
+      for await (const event of parseSse(this.#bytes(response), { maxEventBytes: MAX_EVENT_BYTES })) {
         // timeoutMs is the longest gap between two events: bytes that never complete one, or keep-alive comments,
         // do not hold a stream open for ever.
         timer.touch();
@@ -218,30 +234,34 @@ export class ApiLlmBackend extends BaseLlmBackend {
           done = true;
           break;
         }
-        let chunk: CompletionBody;
+        let parsed: unknown;
         try {
-          chunk = JSON.parse(event.data) as CompletionBody;
+          parsed = JSON.parse(event.data);
         } catch {
-          const shown = JSON.stringify(this.#http.redact(event.data).slice(0, 120));
+          const shown = JSON.stringify(this.#http.redact(event.data.slice(0, 4096)).slice(0, 120));
           throw new LlamaError('ERR_API_PROTOCOL', `${where}: malformed event in the stream: ${shown}`);
         }
-        if (typeof chunk !== 'object' || chunk === null) throw new LlamaError('ERR_API_PROTOCOL', `${where}: an event in the stream is not an object`);
+        const chunk = checkCompletion(`${where} (event ${partial.chunks + 1})`, parsed, request.kind, true);
         if (chunk.error !== undefined) {
-          const message = typeof chunk.error === 'string' ? chunk.error : chunk.error.message ?? JSON.stringify(chunk.error);
-          throw new LlamaError('ERR_API_HTTP', this.#http.redact(`${where}: the server reported an error mid-stream: ${message}`));
+          throw new LlamaError('ERR_API_HTTP', this.#http.redact(`${where}: the server reported an error mid-stream: ${chunk.error}`));
         }
-        if (typeof chunk.model === 'string') model = chunk.model;
+        if (chunk.model !== undefined) model = chunk.model;
         if (chunk.usage) usage = chunk.usage;
         if (chunk.timings) timings = chunk.timings;
-        const choice = chunk.choices?.[0];
+        const choice = chunk.choice;
         if (!choice) continue;
-        const text = request.kind === 'prompt' ? choice.text : choice.delta?.content;
-        if (typeof text === 'string' && text.length > 0) {
+        const text = choice.text;
+        if (text !== undefined && text.length > 0) {
+          if (partial.chunks >= limit) {
+            // More text than maxTokens allows: the server does not stop, so we do (the finally closes the connection).
+            reason = 'length';
+            break;
+          }
           partial.text += text;
           partial.chunks++;
           onChunk(text);
         }
-        if (choice.finish_reason) reason = choice.finish_reason;
+        if (choice.finishReason) reason = choice.finishReason;
       }
     } catch (error) {
       // The final event (with its finish reason) came, then the server went quiet without [DONE] and without
@@ -274,50 +294,46 @@ export class ApiLlmBackend extends BaseLlmBackend {
     return { promptMs: t.prompt_ms, generationMs: t.predicted_ms, tokensPerSecond: t.predicted_per_second };
   }
 
-  /** POSTs (or GETs, without a body) and parses a JSON answer. */
-  async #json<T>(where: string, url: string, body: unknown, signal: AbortSignal | undefined): Promise<T> {
+  /**
+   * POSTs (or GETs, without a body) and parses a JSON answer of at most `maxResponseBytes`. Text that is not JSON
+   * is ERR_API_PROTOCOL; JSON that is not an object is ERR_API_RESPONSE (the callers check the fields).
+   */
+  async #json(where: string, url: string, body: unknown, signal: AbortSignal | undefined): Promise<Record<string, unknown>> {
     const { response, timer } = await this.#http.send(body === undefined ? 'GET' : 'POST', url, body, signal);
     let text: string;
+    const limit = this.#maxResponseBytes;
     try {
-      text = await response.text();
+      text = await readLimited(
+        response,
+        limit,
+        () => new LlamaError('ERR_API_RESPONSE', `${where}: the answer is larger than ${limit} bytes (maxResponseBytes): not read`),
+      );
     } catch (error) {
       throw this.#http.failure(error, where, timer, signal);
     } finally {
       timer.clear();
     }
+    let parsed: unknown;
     try {
-      const parsed = JSON.parse(text) as T;
-      if (typeof parsed !== 'object' || parsed === null) throw new Error('not an object');
-      return parsed;
+      parsed = JSON.parse(text);
     } catch {
-      throw new LlamaError('ERR_API_PROTOCOL', `${where}: the answer is not a JSON object: ${JSON.stringify(this.#http.redact(text).slice(0, 120))}`);
+      throw new LlamaError('ERR_API_PROTOCOL', `${where}: the answer is not JSON: ${JSON.stringify(this.#http.redact(text.slice(0, 4096)).slice(0, 120))}`);
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new LlamaError('ERR_API_RESPONSE', `${where}: malformed answer: the answer should be a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'a list' : typeof parsed}`);
+    }
+    return parsed as Record<string, unknown>;
   }
 
   protected embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
     const url = `${this.apiBase}/embeddings`;
     const where = `POST ${displayUrl(url)}`;
-    return this.#tracked(signal, async (linked) => {
+    return this.#tracked(signal, where, async (linked) => {
       const body = { ...(this.#model !== undefined ? { model: this.#model } : {}), input: texts, encoding_format: 'float' };
-      const answer = await this.#json<{ data?: Array<{ index?: number; embedding?: unknown }> }>(where, url, body, linked);
-      const data = answer.data;
-      if (!Array.isArray(data) || data.length !== texts.length) {
-        throw new LlamaError('ERR_API_PROTOCOL', `${where}: expected ${texts.length} embeddings, got ${Array.isArray(data) ? data.length : 'none'}`);
-      }
-      const vectors: Float32Array[] = new Array(texts.length);
-      data.forEach((item, i) => {
-        const index = typeof item.index === 'number' ? item.index : i;
-        const values = item.embedding;
-        if (!Array.isArray(values) || !values.every((v) => typeof v === 'number') || index < 0 || index >= texts.length) {
-          throw new LlamaError('ERR_API_PROTOCOL', `${where}: data[${i}] is not a { index, embedding: number[] } item`);
-        }
-        const vector = Float32Array.from(values as number[]);
+      const vectors = checkEmbeddings(where, await this.#json(where, url, body, linked), texts.length);
+      for (const vector of vectors) {
         const norm = Math.sqrt(vector.reduce((sum, x) => sum + x * x, 0));
         if (norm > 0) for (let k = 0; k < vector.length; k++) vector[k] /= norm;
-        vectors[index] = vector;
-      });
-      if (vectors.some((v) => v === undefined)) {
-        throw new LlamaError('ERR_API_PROTOCOL', `${where}: embedding indices are not 0…${texts.length - 1}`);
       }
       return vectors;
     });
@@ -337,7 +353,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
     const probe = async (url: string): Promise<{ status: number; text: string }> => {
       const { response, timer } = await this.#http.send('GET', url, undefined, undefined, { probe: true });
       try {
-        return { status: response.status, text: this.#http.redact(await response.text()).slice(0, 200) };
+        return { status: response.status, text: await readLimited(response, this.#maxResponseBytes, 'truncate') };
       } catch (error) {
         throw this.#http.failure(error, `GET ${displayUrl(url)}`, timer, undefined);
       } finally {
@@ -347,10 +363,24 @@ export class ApiLlmBackend extends BaseLlmBackend {
     try {
       const health = await probe(`${this.serverRoot}/health`);
       if (health.status !== 404 && health.status !== 405) {
-        return status(health.status < 300, `GET /health: ${health.status}${health.status < 300 ? '' : ` (${health.text})`}`);
+        return status(health.status < 300, `GET /health: ${health.status}${health.status < 300 ? '' : ` (${health.text.slice(0, 200)})`}`);
       }
       const models = await probe(`${this.apiBase}/models`);
-      return status(models.status < 300, `no /health (${health.status}); GET ${new URL(this.apiBase).pathname}/models: ${models.status}`);
+      const listed = `no /health (${health.status}); GET ${new URL(this.apiBase).pathname}/models: ${models.status}`;
+      if (models.status >= 300) return status(false, listed);
+      // A 2xx that is not a models list (a proxy's page, a captive portal) is not a healthy API.
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(models.text);
+      } catch {
+        return status(false, `${listed}, but ERR_API_PROTOCOL: the answer is not JSON`);
+      }
+      try {
+        checkModels(`GET ${displayUrl(`${this.apiBase}/models`)}`, parsed);
+      } catch (error) {
+        return status(false, `${listed}, but ${(error as LlamaError).code}: ${(error as LlamaError).message}`);
+      }
+      return status(true, listed);
     } catch (error) {
       const e = error as LlamaError;
       return status(false, `${e.code ?? 'ERR_INTERNAL'}: ${e.message}`);

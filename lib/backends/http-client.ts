@@ -1,5 +1,6 @@
 import { LlamaError } from '../errors';
 import type { Logger } from '../logger';
+import { redactText, redactUrl } from '../redact';
 
 export interface HttpClientOptions {
   /** Bearer token; sent in the Authorization header only, and scrubbed from every message. */
@@ -14,7 +15,14 @@ export interface HttpClientOptions {
   maxRetryDelayMs: number;
   headers: Record<string, string>;
   logger: Logger;
+  /** Follow a redirect to another origin (without the Authorization header and the extra headers). Default false. */
+  allowCrossOriginRedirects?: boolean;
 }
+
+/** Redirects followed for one request; more is an error (a loop). */
+const MAX_REDIRECTS = 5;
+/** Of an error answer only its message is shown: the rest of a huge error body is never read. */
+const MAX_ERROR_BODY = 64 * 1024;
 
 /** A timer that aborts a request when the server is silent for too long; `touch()` restarts it. */
 export class IdleTimer {
@@ -53,21 +61,51 @@ export interface HttpAnswer {
 
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
 
-/** Replaces every occurrence of `secret` (and any Bearer token) in `text`. */
+/**
+ * Scrubs a text for a message: `secret` in its plain, URL-encoded and Base64 forms, Bearer and Basic credentials,
+ * Authorization header values, and URL credentials and secret query parameters (see {@link redactText}).
+ */
 export function redact(text: string, secret: string | undefined): string {
-  let out = text.replace(/Bearer\s+[^\s"',]+/gi, 'Bearer [redacted]');
-  if (secret) out = out.split(secret).join('[redacted]');
-  return out;
+  return redactText(text, [secret]);
 }
 
-/** A URL for messages: no credentials, no query string. */
+/** A URL for messages: credentials and secret query parameters redacted ({@link redactUrl}). */
 export function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return '(invalid URL)';
+  return redactUrl(url);
+}
+
+/**
+ * Reads a body as text, at most `limit` bytes (after any content decoding). Past it, the body is cancelled (which
+ * closes the connection) and `onLimit` says what happens: throw, or keep the start (`truncate`).
+ */
+export async function readLimited(response: Response, limit: number, onLimit: 'truncate' | (() => Error)): Promise<string> {
+  const length = Number(response.headers.get('content-length'));
+  if (onLimit !== 'truncate' && Number.isFinite(length) && length > limit && !response.headers.get('content-encoding')) {
+    await response.body?.cancel().catch(() => undefined);
+    throw onLimit();
   }
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder('utf-8');
+  let text = '';
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      if (bytes > limit) {
+        if (onLimit !== 'truncate') throw onLimit();
+        text += decoder.decode(value.subarray(0, value.byteLength - (bytes - limit)), { stream: true });
+        break;
+      }
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    if (bytes > limit) await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+  return text + decoder.decode();
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -142,22 +180,17 @@ export class HttpClient {
       const timer = new IdleTimer(this.#o.timeoutMs);
       let response: Response;
       try {
-        response = await fetch(url, {
-          method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: signal ? AbortSignal.any([signal, timer.signal]) : timer.signal,
-        });
+        response = await this.#fetchFollowing(method, url, headers, body === undefined ? undefined : JSON.stringify(body), signal ? AbortSignal.any([signal, timer.signal]) : timer.signal, where);
       } catch (error) {
         timer.clear();
         throw this.failure(error, where, timer, signal);
       }
       if (response.ok || probe) return { response, timer };
 
-      // An error answer: read it (under the same timer) for the server's message, then retry or throw.
+      // An error answer: read its start (under the same timer) for the server's message, then retry or throw.
       let text = '';
       try {
-        text = await response.text();
+        text = await readLimited(response, MAX_ERROR_BODY, 'truncate');
       } catch (error) {
         timer.clear();
         throw this.failure(error, where, timer, signal);
@@ -178,6 +211,55 @@ export class HttpClient {
       const hint = response.status === 401 || response.status === 403 ? ': check the API key (LLM_API_KEY or llm.api.api_key)' : '';
       const detail = `${tried}${hint}${message ? `: ${message}` : ''}`;
       throw new LlamaError('ERR_API_HTTP', this.redact(`${where} answered ${response.status} ${response.statusText}${detail}`));
+    }
+  }
+
+  /**
+   * fetch() that follows redirects itself: within the origin as fetch would (303, and 301/302 after a POST, become
+   * a GET without a body); to another origin only with `allowCrossOriginRedirects`, and then without the
+   * Authorization header and the extra headers. Otherwise a redirect to another origin is ERR_API_HTTP naming both
+   * origins: the prompt (a 307/308 repeats the body) and the key stay with the server they were meant for.
+   */
+  async #fetchFollowing(method: string, url: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal, where: string): Promise<Response> {
+    let current = url;
+    let currentMethod = method;
+    let currentBody = body;
+    let currentHeaders = headers;
+    const origin = new URL(url).origin;
+    for (let hop = 0; ; hop++) {
+      const response = await fetch(current, { method: currentMethod, headers: currentHeaders, body: currentBody, signal, redirect: 'manual' });
+      const location = response.headers.get('location');
+      if (![301, 302, 303, 307, 308].includes(response.status) || location === null) return response;
+      await response.body?.cancel().catch(() => undefined);
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch {
+        throw new LlamaError('ERR_API_HTTP', `${where} answered ${response.status} with an invalid Location ${JSON.stringify(this.redact(location).slice(0, 200))}`);
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new LlamaError('ERR_API_HTTP', `${where} answered ${response.status} redirecting to a ${next.protocol} URL, which is not followed`);
+      }
+      if (hop + 1 > MAX_REDIRECTS) throw new LlamaError('ERR_API_HTTP', `${where}: more than ${MAX_REDIRECTS} redirects (a loop?)`);
+      if (next.origin !== origin) {
+        if (!this.#o.allowCrossOriginRedirects) {
+          throw new LlamaError(
+            'ERR_API_HTTP',
+            `${where} answered ${response.status} redirecting from ${origin} to another origin, ${next.origin}: not followed, so the request ` +
+              `and the API key stay with ${origin} (set allowCrossOriginRedirects to follow it, without the key)`,
+          );
+        }
+        // Credentials and the caller's extra headers were meant for the first server only.
+        currentHeaders = Object.fromEntries(Object.entries(currentHeaders).filter(([k]) => k === 'accept' || k === 'content-type'));
+      }
+      if (response.status === 303 || ((response.status === 301 || response.status === 302) && currentMethod === 'POST')) {
+        currentMethod = 'GET';
+        currentBody = undefined;
+        const { ['content-type']: _dropped, ...rest } = currentHeaders;
+        currentHeaders = rest;
+      }
+      this.#o.logger.debug(`${where}: ${response.status} redirect to ${displayUrl(next.href)}`);
+      current = next.href;
     }
   }
 

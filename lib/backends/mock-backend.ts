@@ -57,7 +57,8 @@ export class MockLlmBackend extends BaseLlmBackend {
     const input = request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages };
     if (this.#respond) return requireString(this.#respond(input), 'the respond() result');
     const key = request.kind === 'prompt' ? request.prompt : (request.messages.at(-1)?.content ?? '');
-    return this.#responses[key] ?? this.#default ?? `mock answer to: ${key}`;
+    // Own keys only: a prompt "constructor" is not Object.prototype's.
+    return (Object.hasOwn(this.#responses, key) ? this.#responses[key] : undefined) ?? this.#default ?? `mock answer to: ${key}`;
   }
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {

@@ -16,12 +16,15 @@ const MAX_LINE = 16 * 1024 * 1024;
  * lines accumulate until a blank line dispatches the event, lines starting with ':' are comments. An event still
  * pending when the stream ends is dispatched too (some servers omit the final blank line).
  */
-export async function* parseSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent> {
+export async function* parseSse(body: AsyncIterable<Uint8Array>, options: { maxEventBytes?: number } = {}): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder('utf-8');
+  // `data:` lines without the blank line that ends an event would otherwise accumulate without end.
+  const maxEvent = options.maxEventBytes ?? MAX_LINE;
   let buffer = '';
   let first = true;
   let event = '';
   let data: string[] = [];
+  let dataLength = 0;
 
   function* lines(final: boolean): Generator<string> {
     for (;;) {
@@ -49,6 +52,7 @@ export async function* parseSse(body: AsyncIterable<Uint8Array>): AsyncGenerator
         if (data.length > 0) yield { event: event || 'message', data: data.join('\n') };
         event = '';
         data = [];
+        dataLength = 0;
         continue;
       }
       if (line.startsWith(':')) continue;
@@ -56,7 +60,11 @@ export async function* parseSse(body: AsyncIterable<Uint8Array>): AsyncGenerator
       const field = colon < 0 ? line : line.slice(0, colon);
       let value = colon < 0 ? '' : line.slice(colon + 1);
       if (value.startsWith(' ')) value = value.slice(1);
-      if (field === 'data') data.push(value);
+      if (field === 'data') {
+        data.push(value);
+        dataLength += value.length + 1;
+        if (dataLength > maxEvent) throw new LlamaError('ERR_API_PROTOCOL', `malformed event stream: an event longer than ${maxEvent} bytes`);
+      }
       else if (field === 'event') event = value;
       // 'id' and 'retry' do not matter for one-shot API streams; unknown fields are ignored, as the format says.
     }

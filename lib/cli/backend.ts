@@ -10,6 +10,7 @@ import { resolveSettings } from '../config/settings';
 import { createLlmBackend } from '../create-backend';
 import { LlamaError } from '../errors';
 import { silentLogger, type Logger } from '../logger';
+import { redactUrl } from '../redact';
 import { intOption, progressEnabled, type MODEL_OPTIONS, type GLOBAL_OPTIONS, type Parsed } from './args';
 import { cliLogger, UsageError } from './output';
 import { loadProgress } from './progress';
@@ -53,7 +54,7 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
     } catch {
       ok = false;
     }
-    if (!ok) throw new UsageError(`--api-base must be an http:// or https:// URL, not ${JSON.stringify(v['api-base'])}`, command);
+    if (!ok) throw new UsageError(`--api-base must be an http:// or https:// URL, not ${JSON.stringify(redactUrl(v['api-base']))}`, command);
     explicit.api = { baseUrl: v['api-base'] };
   }
   const contextSize = intOption(command, 'ctx-size', v['ctx-size'], 1, 2 ** 24);

@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-      if (command === 'help' && rest[0] && COMMANDS[rest[0]]) return await COMMANDS[rest[0]](['--help']);
+      if (command === 'help' && rest[0] && Object.hasOwn(COMMANDS, rest[0])) return await COMMANDS[rest[0]]!(['--help']);
       await writeOut(USAGE + '\n');
       return command === undefined ? EXIT.usage : EXIT.ok;
     }
@@ -71,7 +71,8 @@ export async function main(argv: string[]): Promise<number> {
       await writeOut(`${PROGRAM} ${version()}\n`);
       return EXIT.ok;
     }
-    const run = COMMANDS[command];
+    // Own keys only: `tea-llama constructor` is an unknown command, not Object's constructor.
+    const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
     if (!run) {
       const hint = suggestKey(command, Object.keys(COMMANDS));
       throw new UsageError(`unknown command ${JSON.stringify(command)}${hint ? `; did you mean "${hint}"?` : ''}`);

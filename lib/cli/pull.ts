@@ -1,12 +1,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
 import { LlamaError } from '../errors';
 import { readGguf } from '../gguf';
 import type { Logger } from '../logger';
+import { redactText, redactUrl } from '../redact';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, intOption, numberOption, parse, progressEnabled } from './args';
 import { cliLogger, EXIT, formatBytes, formatDuration, UsageError, writeOut } from './output';
 import { ProgressLine, renderTransfer, SpeedMeter } from './progress';
@@ -29,8 +30,14 @@ Options:
       --name FILE        the file name (default: the URL's last part)
       --sha256 HEX       the expected SHA-256 of the file: a mismatch deletes the download
       --retries N        resume attempts after a lost connection in this run (default 3)
-      --timeout SECONDS  give up on a connection that sends nothing for this long (default 30)
+      --timeout SECONDS  give up on a connection that sends nothing for this long, headers or body (default 30)
+      --max-size SIZE    refuse a file larger than this: 512M, 20G, 1T or bytes (default 256G)
+      --clean            first delete the stale downloads of the folder (NAME.partial, NAME.partial.json, dead
+                         locks) that no running pull uses; without URL, only that
   -f, --force            download again even when the file is already there
+
+The file is asked for without content encoding (Accept-Encoding: identity); a server that compresses it anyway,
+sends more than its Content-Length, or more than --max-size is an error and the download is deleted.
 
 ${GLOBAL_HELP}`;
 
@@ -41,8 +48,26 @@ const OPTIONS = {
   sha256: { type: 'string' },
   retries: { type: 'string' },
   timeout: { type: 'string' },
+  'max-size': { type: 'string' },
+  clean: { type: 'boolean' },
   force: { type: 'boolean', short: 'f' },
 } as const;
+
+/**
+ * The default --max-size: 256 GiB. Hugging Face stores no file above 50 GB (larger models are split into
+ * shards), and an unsplit 405B-parameter model in Q4_K_M is about 228 GiB; a file past this is a server that
+ * does not stop, not a model.
+ */
+export const DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 ** 3;
+
+/** Parses a size: bytes, or a number with K, M, G or T (powers of 1024; `KiB`, `MB`, … are read the same). */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const power = ' kmgt'.indexOf(m[2]!.toLowerCase() || ' ');
+  const bytes = Math.floor(Number(m[1]) * 1024 ** power);
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+}
 
 /**
  * The Hugging Face endpoint `hf:` URLs expand to: `HF_ENDPOINT` (a mirror, as the Hugging Face tools read it),
@@ -113,15 +138,8 @@ function isSafeName(name: string): boolean {
   return name.length > 0 && name !== '.' && name !== '..' && !/[/\\\0]/.test(name);
 }
 
-/** The URL without credentials or query (signed CDN URLs carry tokens in the query). */
-function shown(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return url;
-  }
-}
+/** The URL for messages: credentials and secret query parameters (signed CDN URLs) redacted. */
+const shown = redactUrl;
 
 export interface DownloadProgress {
   /** Bytes on disk so far (including those of an earlier, resumed run). */
@@ -140,8 +158,10 @@ export interface DownloadOptions {
   retries?: number;
   /** Delay before the first resume attempt (doubles each time). Default 500 ms. */
   retryDelayMs?: number;
-  /** Abort a connection idle for this long. Default 30000 ms. */
+  /** Abort a connection idle for this long, waiting for the headers or for the next bytes of the body. Default 30000 ms. */
   idleTimeoutMs?: number;
+  /** Refuse a file larger than this many bytes (announced or received). Default {@link DEFAULT_MAX_DOWNLOAD_BYTES} (256 GiB). */
+  maxBytes?: number;
   /** Check that the file is a valid GGUF model before the rename. Default: when `dest` ends with .gguf. */
   checkGguf?: boolean;
   headers?: Record<string, string>;
@@ -169,6 +189,13 @@ interface PartialMeta {
 
 class Retryable extends Error {}
 
+/** The body went past where it must end (its Content-Length, or the size limit). */
+class Overflow extends Error {
+  constructor(readonly bytes: number) {
+    super('overflow');
+  }
+}
+
 async function sizeOf(path: string): Promise<number> {
   try {
     return (await stat(path)).size;
@@ -185,6 +212,25 @@ async function hashPrefix(path: string, bytes: number): Promise<Hash> {
   return hash;
 }
 
+/**
+ * The process holding a lock file while it still runs; undefined when the lock is stale (its process is gone). A
+ * lock without a readable pid that is only seconds old is one another pull is writing right now: held.
+ */
+async function lockHolder(path: string): Promise<number | 'unknown' | undefined> {
+  const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) {
+    const age = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0);
+    return age < 10_000 ? 'unknown' : undefined;
+  }
+  if (pid === process.pid) return pid;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
+}
+
 /** Holds `<dest>.lock` for the download (two pulls of one file would both append to the .partial file). */
 async function lock(dest: string): Promise<() => Promise<void>> {
   const path = `${dest}.lock`;
@@ -196,21 +242,61 @@ async function lock(dest: string): Promise<() => Promise<void>> {
       return () => rm(path, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch (e) {
-          alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-        }
-      }
-      if (alive) throw new LlamaError('ERR_DOWNLOAD', `another download of ${dest} is running (process ${pid})`);
+      const pid = await lockHolder(path);
+      if (pid !== undefined) throw new LlamaError('ERR_DOWNLOAD', `another download of ${dest} is running (process ${pid})`);
       await rm(path, { force: true }); // left by a download that was killed
     }
   }
   throw new LlamaError('ERR_DOWNLOAD', `cannot lock ${dest}.lock`);
+}
+
+export interface CleanResult {
+  /** Files deleted (names within the folder). */
+  removed: string[];
+  /** Downloads left alone because a running pull holds them. */
+  inUse: string[];
+}
+
+/**
+ * Deletes the leftovers of downloads in `dir` that no running pull holds: locks of processes that are gone, and
+ * `.partial.json` files without their `.partial` data (nothing to resume). With `partials: true` (`pull --clean`),
+ * the resumable `NAME.partial` downloads too.
+ */
+export async function cleanDownloads(dir: string, { partials = false }: { partials?: boolean } = {}): Promise<CleanResult> {
+  const removed: string[] = [];
+  const inUse: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return { removed, inUse };
+  }
+  const present = new Set(names);
+  const held = new Set<string>();
+  for (const name of names.filter((n) => n.endsWith('.lock'))) {
+    const base = name.slice(0, -'.lock'.length);
+    if ((await lockHolder(join(dir, name))) !== undefined) {
+      held.add(base);
+      inUse.push(base);
+      continue;
+    }
+    await rm(join(dir, name), { force: true });
+    removed.push(name);
+  }
+  for (const name of names) {
+    const json = name.endsWith('.partial.json');
+    const data = !json && name.endsWith('.partial');
+    if (!json && !data) continue;
+    const base = name.slice(0, json ? -'.partial.json'.length : -'.partial'.length);
+    if (held.has(base)) continue;
+    const orphan = json && (!present.has(`${base}.partial`) || (await sizeOf(join(dir, `${base}.partial`))) === 0);
+    const empty = data && (await sizeOf(join(dir, name))) === 0;
+    if (partials || orphan || empty) {
+      await rm(join(dir, name), { force: true });
+      removed.push(name);
+    }
+  }
+  return { removed, inUse };
 }
 
 /**
@@ -222,7 +308,49 @@ async function lock(dest: string): Promise<() => Promise<void>> {
  *   (the partial file is deleted), ERR_ABORTED.
  */
 export async function downloadFile(options: DownloadOptions): Promise<DownloadResult> {
-  const { url, dest } = options;
+  // Every message and warning goes through the redaction: the URL's credentials and signed query, the token.
+  const secrets = [options.headers?.authorization?.replace(/^\S+\s+/, ''), ...urlSecrets(options.url)];
+  const scrub = (text: string) => redactText(text, secrets);
+  const logger = options.logger;
+  const safe: Logger | undefined = logger && {
+    debug: (m) => logger.debug(scrub(m)),
+    info: (m) => logger.info(scrub(m)),
+    warn: (m) => logger.warn(scrub(m)),
+  };
+  try {
+    return await download({ ...options, logger: safe });
+  } catch (error) {
+    if (error instanceof LlamaError) throw new LlamaError(error.code, scrub(error.message), { cause: error.cause });
+    throw new LlamaError('ERR_DOWNLOAD', scrub(error instanceof Error ? error.message : String(error)));
+  }
+}
+
+/** The user name and password of a URL (decoded), for redaction. */
+function urlSecrets(url: string): string[] {
+  try {
+    const u = new URL(url);
+    return [u.username, u.password].filter(Boolean).flatMap((s) => [s, decodeURIComponent(s)]);
+  } catch {
+    return [];
+  }
+}
+
+/** A URL's user name and password as a Basic Authorization header (fetch refuses URLs that hold credentials). */
+function splitCredentials(url: string): { url: string; authorization?: string } {
+  const u = new URL(url);
+  if (!u.username && !u.password) return { url };
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), authorization };
+}
+
+async function download(options: DownloadOptions): Promise<DownloadResult> {
+  const { dest } = options;
+  const { url: fetchUrl, authorization } = splitCredentials(options.url);
+  // Messages show `url` (redacted); the partial file's metadata keeps `fetchUrl`: no password on disk.
+  const url = options.url;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES;
   const retries = options.retries ?? 3;
   const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
   const partial = `${dest}.partial`;
@@ -230,6 +358,11 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
   const expected = options.sha256?.trim().toLowerCase();
   const log = options.logger;
   const unlock = await lock(dest);
+  // A download that failed for good: nothing of it is worth resuming.
+  const discard = async () => {
+    await rm(partial, { force: true });
+    await rm(metaPath, { force: true });
+  };
   try {
     let meta: PartialMeta | undefined;
     try {
@@ -238,7 +371,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       meta = undefined;
     }
     let have = await sizeOf(partial);
-    if (have > 0 && meta?.url !== url) {
+    if (have > 0 && meta?.url !== fetchUrl) {
       log?.info(`discarding ${partial}: it is from another URL`);
       await rm(partial, { force: true });
       have = 0;
@@ -259,7 +392,9 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
         clearTimeout(timer);
         timer = setTimeout(() => idle.abort(), idleTimeoutMs);
       };
-      const headers: Record<string, string> = { 'user-agent': 'tea-llama', ...options.headers };
+      // A model file is never asked for compressed: an expanded answer could be any size (a gzip bomb).
+      const headers: Record<string, string> = { 'user-agent': 'tea-llama', ...options.headers, 'accept-encoding': 'identity' };
+      if (authorization && !headers.authorization) headers.authorization = authorization;
       if (have > 0) {
         headers.range = `bytes=${have}-`;
         const validator = meta?.etag && !meta.etag.startsWith('W/') ? meta.etag : meta?.lastModified;
@@ -269,7 +404,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       try {
         let response: Response;
         try {
-          response = await fetch(url, { headers, signal, redirect: 'follow' });
+          response = await fetch(fetchUrl, { headers, signal, redirect: 'follow' });
         } catch (error) {
           throw new Retryable(`cannot reach ${shown(url)}: ${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}`);
         }
@@ -285,6 +420,13 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
           await rm(partial, { force: true });
           have = 0;
           continue;
+        }
+        const encoding = response.headers.get('content-encoding');
+        if (response.ok && encoding && encoding.trim().toLowerCase() !== 'identity') {
+          // fetch would expand it: cancel before a byte is read.
+          await response.body?.cancel().catch(() => undefined);
+          if (have === 0) await discard();
+          throw new LlamaError('ERR_DOWNLOAD', `${shown(url)} sent the file with Content-Encoding ${JSON.stringify(encoding)} although none was asked for: not expanded, nothing kept`);
         }
         if (!response.ok) {
           await response.body?.cancel().catch(() => undefined);
@@ -311,7 +453,14 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
           const length = response.headers.get('content-length');
           total = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
         }
-        meta = { url, etag: response.headers.get('etag') ?? undefined, lastModified: response.headers.get('last-modified') ?? undefined, total };
+        if (total !== undefined && total > maxBytes) {
+          await response.body?.cancel().catch(() => undefined);
+          await discard();
+          throw new LlamaError('ERR_DOWNLOAD', `${shown(url)} is ${formatBytes(total)}, more than the ${formatBytes(maxBytes)} allowed (--max-size): not downloaded`);
+        }
+        // Where the body must end: the size the server announced, else the limit.
+        const end = total ?? maxBytes;
+        meta = { url: fetchUrl, etag: response.headers.get('etag') ?? undefined, lastModified: response.headers.get('last-modified') ?? undefined, total };
         await writeFile(metaPath, JSON.stringify(meta));
         if (hashed !== have) {
           hash = await hashPrefix(partial, have);
@@ -323,6 +472,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
         try {
           for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
             touch();
+            if (have + chunk.length > end) throw new Overflow(have + chunk.length);
             await fh.write(chunk);
             hash!.update(chunk);
             have += chunk.length;
@@ -330,15 +480,23 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
             options.onProgress?.({ done: have, total });
           }
         } catch (error) {
+          if (error instanceof Overflow) {
+            await response.body?.cancel().catch(() => undefined);
+            await fh.close();
+            fh = undefined;
+            await discard();
+            throw new LlamaError(
+              'ERR_DOWNLOAD',
+              total !== undefined
+                ? `${shown(url)} sent more than the ${total} bytes it announced: the download was deleted`
+                : `${shown(url)} sent more than the ${formatBytes(maxBytes)} allowed (--max-size) without announcing a size: the download was deleted`,
+            );
+          }
           if (options.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the download was stopped');
           const why = idle.signal.aborted ? `nothing received for ${idleTimeoutMs / 1000} s` : 'the connection was lost';
           throw new Retryable(`${why} after ${formatBytes(have)}${total ? ` of ${formatBytes(total)}` : ''}`);
         }
         if (total !== undefined && have < total) throw new Retryable(`the connection closed after ${formatBytes(have)} of ${formatBytes(total)}`);
-        if (total !== undefined && have > total) {
-          await rm(partial, { force: true });
-          throw new LlamaError('ERR_DOWNLOAD', `received ${have} bytes, more than the ${total} announced: the download was deleted`);
-        }
         await fh.sync();
         break;
       } catch (error) {
@@ -346,6 +504,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
         if (options.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the download was stopped');
         failures++;
         if (failures > retries) {
+          // Only what a resume needs stays: the bytes and their validator; nothing when no byte arrived.
+          if (have === 0) await discard();
           const resume = have > 0 ? ` (${formatBytes(have)} kept in ${partial}: run the command again to resume)` : '';
           throw new LlamaError('ERR_DOWNLOAD', `${error.message}${resume}`);
         }
@@ -380,6 +540,10 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     await rename(partial, dest);
     await rm(metaPath, { force: true });
     return { path: dest, bytes: have, sha256: actual, resumedFrom, resumes };
+  } catch (error) {
+    // Stopped or failed before a byte arrived: nothing to resume, so nothing stays.
+    if ((await sizeOf(partial)) === 0) await discard();
+    throw error;
   } finally {
     await unlock();
   }
@@ -396,6 +560,17 @@ export async function pullCommand(args: string[]): Promise<number> {
     await writeOut(PULL_HELP + '\n');
     return EXIT.ok;
   }
+  const maxBytes = v['max-size'] === undefined ? DEFAULT_MAX_DOWNLOAD_BYTES : parseSize(v['max-size']);
+  if (maxBytes === undefined) throw new UsageError(`--max-size takes a size such as 512M, 20G or 1T, not ${JSON.stringify(v['max-size'])}`, 'pull');
+  if (v.clean && positionals.length === 0) {
+    const dir = resolve(v.dir ?? defaultModelsDir());
+    const { removed, inUse } = await cleanDownloads(dir, { partials: true });
+    if (!v.quiet) {
+      process.stderr.write(`${removed.length > 0 ? `removed ${removed.join(', ')}` : 'no stale downloads'} in ${dir}\n`);
+      if (inUse.length > 0) process.stderr.write(`left alone (a pull is running): ${inUse.join(', ')}\n`);
+    }
+    return EXIT.ok;
+  }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'give the URL to download' : 'pull takes one URL', 'pull');
   const sha256 = v.sha256?.trim().toLowerCase();
   if (sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256)) throw new UsageError('--sha256 must be 64 hexadecimal digits', 'pull');
@@ -409,7 +584,7 @@ export async function pullCommand(args: string[]): Promise<number> {
     throw new UsageError((error as Error).message, 'pull');
   }
   const name = v.name ?? fileNameFromUrl(url);
-  if (!name || !isSafeName(name)) throw new UsageError(v.name !== undefined ? `--name must be a file name, not ${JSON.stringify(v.name)}` : `cannot tell a file name from ${url}: give --name`, 'pull');
+  if (!name || !isSafeName(name)) throw new UsageError(v.name !== undefined ? `--name must be a file name, not ${JSON.stringify(v.name)}` : `cannot tell a file name from ${shown(url)}: give --name`, 'pull');
   const dir = resolve(v.dir ?? defaultModelsDir());
   const dest = join(dir, name);
   const logger = cliLogger({ verbose: Boolean(v.verbose), quiet: Boolean(v.quiet) });
@@ -427,6 +602,9 @@ export async function pullCommand(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   await mkdir(dir, { recursive: true });
+  // Leftovers of earlier pulls that nothing can resume (or, with --clean, every download no pull is running).
+  const cleaned = await cleanDownloads(dir, { partials: Boolean(v.clean) });
+  if (cleaned.removed.length > 0) logger.info(`removed stale downloads: ${cleaned.removed.join(', ')}`);
 
   const headers: Record<string, string> = {};
   const token = process.env.HF_TOKEN?.trim();
@@ -448,6 +626,7 @@ export async function pullCommand(args: string[]): Promise<number> {
       sha256,
       retries,
       idleTimeoutMs: timeout * 1000,
+      maxBytes,
       headers,
       logger,
       signal: controller.signal,

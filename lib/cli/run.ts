@@ -70,7 +70,8 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'give the workflow file' : 'run takes one workflow file', 'run');
 
-  const input: Record<string, unknown> = v['input-file'] ? await readInputFile(v['input-file']) : {};
+  // Null prototype: `--input constructor=x` or `__proto__=x` sets that key, as any other.
+  const input: Record<string, unknown> = Object.assign(Object.create(null), v['input-file'] ? await readInputFile(v['input-file']) : {});
   const textInput = new Set<string>();
   for (const pair of v.input ?? []) {
     const eq = pair.indexOf('=');

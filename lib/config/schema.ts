@@ -1,5 +1,6 @@
 import { nearestKey } from '../engine/request';
 import { LlamaError } from '../errors';
+import { redactUrl } from '../redact';
 import type { BackendKind } from '../backends/llm-backend';
 
 /** Explicit settings (camelCase). Every field is optional; see {@link SETTING_KEYS} for defaults. */
@@ -158,7 +159,9 @@ export function describeValue(value: unknown, secret = false): string {
 export function checkValue(key: SettingKey, value: unknown, path: string, issues: SettingsIssue[]): unknown {
   const kind = key.kind;
   const bad = () => {
-    issues.push({ path, expected: expectedText(kind), found: describeValue(value, key.secret) });
+    // A URL is shown without its credentials or secret query parameters.
+    const shown = kind.type === 'url' && typeof value === 'string' ? redactUrl(value) : value;
+    issues.push({ path, expected: expectedText(kind), found: describeValue(shown, key.secret) });
     return undefined;
   };
   switch (kind.type) {
@@ -203,7 +206,7 @@ export function parseEnvValue(key: SettingKey, text: string, issues: SettingsIss
   const path = key.env!;
   const kind = key.kind;
   const bad = (expected: string) => {
-    issues.push({ path, expected, found: envText(text, key.secret) });
+    issues.push({ path, expected, found: envText(kind.type === 'url' ? redactUrl(text) : text, key.secret) });
     return undefined;
   };
   if (kind.type === 'int' || kind.type === 'number') {

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 
 import { LlamaError } from '../errors';
+import { yamlToData } from '../yaml-data';
 import { collectEnvSettings } from './env';
 import { expandPath, type Env } from './expand-path';
 import { rejectUnknownKeys } from '../engine/request';
@@ -87,7 +88,12 @@ function collectYaml(text: string, issues: SettingsIssue[]): Map<string, unknown
     }
     return new Map();
   }
-  return collectRoot(doc.toJS(), issues);
+  const data = yamlToData(doc);
+  if (data.problem !== undefined) {
+    issues.push({ path: 'the document', expected: 'valid YAML within the limits', found: data.problem });
+    return new Map();
+  }
+  return collectRoot(data.value, issues);
 }
 
 /**

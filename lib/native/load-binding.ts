@@ -105,6 +105,6 @@ export function nativeInfo(): NativeInfo {
 
 /** Routes llama.cpp's own log lines at or above `level` to stderr (default 'none'; env TEA_LLAMA_LOG). */
 export function setLogLevel(level: LogLevel): void {
-  if (!(level in LOG_LEVELS)) throw new LlamaError('ERR_INVALID_ARGUMENT', `log level must be one of ${Object.keys(LOG_LEVELS).join(', ')}`);
+  if (!(typeof level === 'string' && Object.hasOwn(LOG_LEVELS, level))) throw new LlamaError('ERR_INVALID_ARGUMENT', `log level must be one of ${Object.keys(LOG_LEVELS).join(', ')}`);
   getBinding().setLogLevel(LOG_LEVELS[level]);
 }

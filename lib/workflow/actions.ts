@@ -184,7 +184,7 @@ export function checkActionParams(action: LlmActionName, params: Record<string, 
   const names = Object.keys(def.params);
   const issues: ParamIssue[] = [];
   for (const [name, value] of Object.entries(params)) {
-    const spec = def.params[name];
+    const spec = Object.hasOwn(def.params, name) ? def.params[name] : undefined;
     if (!spec) {
       const hint = suggestKey(name, names);
       issues.push({
@@ -201,10 +201,10 @@ export function checkActionParams(action: LlmActionName, params: Record<string, 
     if (problem) issues.push({ path: `params.${name}`, problem });
   }
   for (const [name, spec] of Object.entries(def.params)) {
-    if (spec.required && params[name] === undefined) issues.push({ path: 'params', problem: `missing the required parameter "${name}" (${spec.description})` });
+    if (spec.required && (!Object.hasOwn(params, name) || params[name] === undefined)) issues.push({ path: 'params', problem: `missing the required parameter "${name}" (${spec.description})` });
   }
   if (def.oneOf) {
-    const given = def.oneOf.filter((n) => params[n] !== undefined);
+    const given = def.oneOf.filter((n) => Object.hasOwn(params, n) && params[n] !== undefined);
     if (given.length !== 1) {
       issues.push({
         path: 'params',

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 
 import { parseDocument, stringify } from 'yaml';
@@ -9,12 +9,14 @@ import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError } from '../errors';
 import { checkActionParams, checkParamValue, isLlmAction, LLM_ACTION_NAMES, LLM_ACTIONS, META_KEY, type LlmActionName } from './actions';
 import { checkScript, WorkflowScriptError } from './script';
+import { DEFAULT_MAX_YAML_ALIASES, yamlToData } from '../yaml-data';
 import { describeMissing, formatPath, lookup, parseTemplate, renderTemplate, templateReferences } from './template';
 
 /** Types a `state_schema` entry can declare. */
 export type StateType = 'str' | 'int' | 'float' | 'bool' | 'list' | 'dict' | 'any';
 
-const TYPE_NAMES: Record<string, StateType> = {
+/** Type names (a null-prototype map: `constructor` or `__proto__` is an unknown type, not Object's own). */
+const TYPE_NAMES: Record<string, StateType> = Object.assign(Object.create(null) as Record<string, StateType>, {
   str: 'str',
   string: 'str',
   int: 'int',
@@ -29,7 +31,28 @@ const TYPE_NAMES: Record<string, StateType> = {
   object: 'dict',
   map: 'dict',
   any: 'any',
-};
+});
+
+/** Default of `maxBytes`: a workflow is a page of YAML; 1 MiB is hundreds of nodes, and bounds the parser's memory. */
+export const DEFAULT_MAX_WORKFLOW_BYTES = 1024 * 1024;
+/** Limits on reading a workflow. */
+export interface WorkflowLimits {
+  /** Largest workflow file (or text), in bytes. Default {@link DEFAULT_MAX_WORKFLOW_BYTES} (1 MiB). */
+  maxBytes?: number;
+  /** Most YAML alias expansions (`*anchor`, weighted by the size of what each expands to). Default 100. */
+  maxAliasCount?: number;
+}
+
+function checkLimits(options: WorkflowLimits, where: string): { maxBytes: number; maxAliasCount: number } {
+  const int = (value: unknown, name: string, fallback: number) => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `${where}: ${name} must be a whole number ≥ 1 (got ${String(value)})`);
+    }
+    return value;
+  };
+  return { maxBytes: int(options.maxBytes, 'maxBytes', DEFAULT_MAX_WORKFLOW_BYTES), maxAliasCount: int(options.maxAliasCount, 'maxAliasCount', DEFAULT_MAX_YAML_ALIASES) };
+}
 
 export interface StateField {
   type: StateType;
@@ -67,7 +90,7 @@ export interface Workflow {
    * Undefined when the workflow has none.
    */
   llm?: Record<string, unknown>;
-  /** `state_schema`, by key. */
+  /** `state_schema`, by key (a null-prototype object). */
   stateSchema: Record<string, StateField>;
   nodes: WorkflowNode[];
 }
@@ -142,7 +165,7 @@ function checkSettings(settings: unknown, dir: string, issues: WorkflowIssue[]):
 }
 
 function checkSchema(schema: unknown, issues: WorkflowIssue[]): Record<string, StateField> {
-  const out: Record<string, StateField> = {};
+  const out: Record<string, StateField> = Object.create(null);
   if (schema === undefined || schema === null) return out;
   if (!isMapping(schema)) {
     issues.push({ path: 'state_schema', problem: 'expected a mapping of key: type' });
@@ -160,7 +183,7 @@ function checkSchema(schema: unknown, issues: WorkflowIssue[]): Record<string, S
       for (const k of Object.keys(entry)) if (!['type', 'default', 'description'].includes(k)) issues.push({ path, problem: unknownKey(k, ['type', 'default', 'description'], path) });
     }
     const typeName = spec.type === undefined || spec.type === null ? 'any' : spec.type;
-    const type = typeof typeName === 'string' ? TYPE_NAMES[typeName.toLowerCase()] : undefined;
+    const type = typeof typeName === 'string' && Object.hasOwn(TYPE_NAMES, typeName.toLowerCase()) ? TYPE_NAMES[typeName.toLowerCase()] : undefined;
     if (!type) {
       const hint = typeof typeName === 'string' ? suggestKey(typeName, known) : undefined;
       issues.push({ path, problem: `unknown type ${JSON.stringify(typeName)} (known: str, int, float, bool, list, dict, any)${hint ? `; did you mean "${hint}"?` : ''}` });
@@ -232,10 +255,14 @@ function fromText(type: StateType, text: string): { value?: unknown; problem?: s
  *
  * @throws WorkflowError (ERR_WORKFLOW_INVALID) listing every problem, each with its node name.
  */
-export function parseWorkflow(text: string, options: { source?: string; dir?: string } = {}): Workflow {
-  rejectUnknownKeys(options, ['source', 'dir'], 'parseWorkflow() options');
+export function parseWorkflow(text: string, options: { source?: string; dir?: string } & WorkflowLimits = {}): Workflow {
+  rejectUnknownKeys(options, ['source', 'dir', 'maxBytes', 'maxAliasCount'], 'parseWorkflow() options');
   const source = options.source ?? 'workflow';
   const dir = options.dir ?? process.cwd();
+  const { maxBytes, maxAliasCount } = checkLimits(options, 'parseWorkflow() options');
+  if (typeof text !== 'string') throw new LlamaError('ERR_INVALID_ARGUMENT', 'parseWorkflow: text must be a string');
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) throw new WorkflowError(source, [{ path: '', problem: tooLarge(bytes, maxBytes) }]);
   const issues: WorkflowIssue[] = [];
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -247,7 +274,9 @@ export function parseWorkflow(text: string, options: { source?: string; dir?: st
       })),
     );
   }
-  const root: unknown = doc.toJS();
+  const data = yamlToData(doc, maxAliasCount);
+  if (data.problem !== undefined) throw new WorkflowError(source, [{ path: 'the document', problem: data.problem }]);
+  const root: unknown = data.value;
   if (!isMapping(root)) throw new WorkflowError(source, [{ path: '(top level)', problem: 'expected a mapping with nodes' }]);
   for (const key of Object.keys(root)) if (!TOP_KEYS.includes(key)) issues.push({ path: key, problem: unknownKey(key, TOP_KEYS, 'the workflow') });
 
@@ -325,17 +354,31 @@ export function parseWorkflow(text: string, options: { source?: string; dir?: st
   };
 }
 
-/** Reads and parses a workflow file (see {@link parseWorkflow}); a relative `model_path` is relative to the file. */
-export async function loadWorkflow(file: string): Promise<Workflow> {
+function tooLarge(bytes: number, maxBytes: number): string {
+  return `the workflow is ${bytes} bytes, more than the ${maxBytes} allowed (maxBytes)`;
+}
+
+/**
+ * Reads and parses a workflow file (see {@link parseWorkflow}); a relative `model_path` is relative to the file.
+ * A file larger than `maxBytes` (default 1 MiB) is not read.
+ *
+ * @throws WorkflowError (ERR_WORKFLOW_INVALID): unreadable, too large, aliases past `maxAliasCount`, or invalid.
+ */
+export async function loadWorkflow(file: string, options: WorkflowLimits = {}): Promise<Workflow> {
+  rejectUnknownKeys(options, ['maxBytes', 'maxAliasCount'], 'loadWorkflow() options');
+  const limits = checkLimits(options, 'loadWorkflow() options');
   const path = resolve(file);
   let text: string;
   try {
+    const size = (await stat(path)).size;
+    if (size > limits.maxBytes) throw new WorkflowError(path, [{ path: '', problem: tooLarge(size, limits.maxBytes) }]);
     text = await readFile(path, 'utf8');
   } catch (error) {
+    if (error instanceof WorkflowError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new WorkflowError(path, [{ path: '', problem: code === 'ENOENT' ? 'no such file' : `the file cannot be read (${code ?? 'unknown error'})` }]);
   }
-  return parseWorkflow(text, { source: path, dir: dirname(path) });
+  return parseWorkflow(text, { source: path, dir: dirname(path), ...limits });
 }
 
 /**
@@ -359,11 +402,14 @@ export function prepareWorkflow(
 ): Record<string, unknown> {
   rejectUnknownKeys(options, ['textInput'], 'prepareWorkflow() options');
   const issues: WorkflowIssue[] = [];
-  const state: Record<string, unknown> = {};
+  // A null-prototype state: `__proto__`, `constructor` and `prototype` are keys like any other (an input, a node's
+  // result), never Object.prototype's own.
+  const state: Record<string, unknown> = Object.create(null);
   const badInput = new Set<string>();
+  const fieldOf = (key: string): StateField | undefined => (Object.hasOwn(workflow.stateSchema, key) ? workflow.stateSchema[key] : undefined);
   for (const [key, field] of Object.entries(workflow.stateSchema)) if (field.default !== undefined) state[key] = structuredClone(field.default);
   for (const [key, value] of Object.entries(input)) {
-    const field = workflow.stateSchema[key];
+    const field = fieldOf(key);
     if (key === META_KEY) {
       issues.push({ path: `input ${key}`, problem: `"${META_KEY}" is reserved: the state keeps the action nodes' metadata there` });
       continue;
@@ -402,7 +448,7 @@ export function prepareWorkflow(
     const whyAbsent = (key: string, first: string | number) => {
       const at = later.get(key);
       return at === undefined
-        ? `${formatPath([first])} is not in the input${workflow.stateSchema[key] ? ' (state_schema declares it, without a default)' : ''} and no node is named "${key}"`
+        ? `${formatPath([first])} is not in the input${fieldOf(key) ? ' (state_schema declares it, without a default)' : ''} and no node is named "${key}"`
         : at === index
           ? `it is this node's own result, which does not exist yet`
           : `node "${key}" runs later`;
@@ -458,7 +504,7 @@ export function prepareWorkflow(
           if (!scripted) absent(reference, where, whyAbsent(key, first));
         }
       }
-      const spec = LLM_ACTIONS[node.action].params[param];
+      const spec = Object.hasOwn(LLM_ACTIONS[node.action].params, param) ? LLM_ACTIONS[node.action].params[param] : undefined;
       if (renderable && references.length > 0 && spec) {
         const problem = checkParamValue(spec, renderTemplate(value, state));
         if (problem) issues.push({ node: node.name, path: `params.${param}`, problem: `after templating: ${problem}` });

@@ -68,9 +68,10 @@ export async function runWorkflow(workflow: Workflow, options: RunWorkflowOption
         throw new LlamaError(e.code, `node "${node.name}" (${node.action}): ${e.message}`, { cause: error });
       }
       if (options.signal?.aborted) throw new LlamaError('ERR_ABORTED', `the workflow was stopped in node "${node.name}"`);
-      const meta = state[META_KEY];
+      const meta = Object.hasOwn(state, META_KEY) ? state[META_KEY] : undefined;
+      // Null-prototype objects: a node named __proto__ or constructor keeps its result like any other.
       state[node.name] = outcome.value;
-      state[META_KEY] = { ...(typeof meta === 'object' && meta !== null && !Array.isArray(meta) ? meta : {}), [node.name]: outcome.meta };
+      state[META_KEY] = Object.assign(Object.create(null), typeof meta === 'object' && meta !== null && !Array.isArray(meta) ? meta : {}, { [node.name]: outcome.meta });
     }
     options.onNodeEnd?.(node, state);
   }

@@ -206,5 +206,6 @@ export async function runScript(node: string, code: string, state: Record<string
   if (typeof after !== 'object' || after === null || Array.isArray(after)) {
     throw new WorkflowScriptError(node, 'result', `the script set state to ${after === null ? 'null' : Array.isArray(after) ? 'a list' : typeof after}: state must stay a mapping`);
   }
-  return { ...(after as Record<string, unknown>), ...(returned ?? {}) };
+  // Null prototype, as the state a run starts with: `__proto__` stays a key (JSON.parse made it an own property).
+  return Object.assign(Object.create(null) as Record<string, unknown>, after, returned ?? {});
 }
