@@ -85,6 +85,11 @@ describe.runIf(haveModel(STORIES))('untrusted chat templates', () => {
     });
   }
 
+  it('divisibleby(0) (found by the template fuzzer: SIGFPE) is a template error', async () => {
+    const r = await renderInChild({ template: '{{ -1 is divisibleby(0) }}{{ -9223372036854775807 - 1 is divisibleby(-1) }}' });
+    expect(r).toMatchObject({ ok: false, code: 'ERR_TEMPLATE_UNSUPPORTED', message: expect.stringContaining('divisor must not be zero') });
+  });
+
   it('the sync form holds the same limits', async () => {
     const r = await renderInChild({ template: ATTACKS[0]!.template, sync: true });
     expect(r).toMatchObject({ ok: false, code: 'ERR_TEMPLATE' });
