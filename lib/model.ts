@@ -13,6 +13,7 @@ import { checkHyperparameters, checkTensors } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
+  ChatTemplateLimits,
   ChatTemplateOptions,
   CompletionOptions,
   CompletionStream,
@@ -87,6 +88,44 @@ function linkSignal(signal: AbortSignal | undefined, flag: NativeAbortFlag): () 
   if (signal.aborted) abort();
   signal.addEventListener('abort', abort, { once: true });
   return () => signal.removeEventListener('abort', abort);
+}
+
+/** Defaults of {@link ChatTemplateLimits} (documented there), and the largest value each accepts. */
+export const TEMPLATE_LIMITS = {
+  maxDepth: { default: 256, max: 10_000 },
+  maxSteps: { default: 500_000, max: 1e12 },
+  maxOutputBytes: { default: 16 * 1024 * 1024, max: 1024 * 1024 * 1024 },
+  timeoutMs: { default: 5000, max: 3_600_000 },
+} as const;
+
+function resolveTemplateLimits(limits: unknown, name: string): Required<ChatTemplateLimits> {
+  const opts = limits === undefined ? {} : requireObject(limits, name);
+  rejectUnknownKeys(opts, Object.keys(TEMPLATE_LIMITS), name);
+  const out = {} as Required<ChatTemplateLimits>;
+  for (const [key, { default: fallback, max }] of Object.entries(TEMPLATE_LIMITS)) {
+    out[key as keyof ChatTemplateLimits] = optionalInt(opts[key], `${name}.${key}`, 1, max) ?? fallback;
+  }
+  return out;
+}
+
+interface ResolvedTemplateCall {
+  messages: ChatMessage[];
+  template: string | null;
+  addAssistant: boolean;
+  limits: Required<ChatTemplateLimits>;
+  signal: AbortSignal | undefined;
+}
+
+function resolveTemplateCall(messages: unknown, options: unknown, what: string): ResolvedTemplateCall {
+  const opts = requireObject(options, 'options');
+  rejectUnknownKeys(opts, ['template', 'addAssistant', 'limits', 'signal'], `${what} options`);
+  return {
+    messages: checkMessages(messages),
+    template: opts.template === undefined ? null : requireString(opts.template, 'template'),
+    addAssistant: optionalBool(opts.addAssistant, 'addAssistant') ?? true,
+    limits: resolveTemplateLimits(opts.limits, 'limits'),
+    signal: optionalSignal(opts.signal),
+  };
 }
 
 function checkMessages(messages: unknown): ChatMessage[] {
@@ -180,14 +219,36 @@ export class LlamaModel implements AsyncDisposable {
     return this.#call(() => this.#native.detokenize(tokens as Int32Array | number[], special));
   }
 
-  /** Renders messages into a prompt with the model's chat template (or the one given), through llama.cpp. */
-  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
+  /**
+   * Renders messages into a prompt with the model's chat template (or the one given), through llama.cpp, on a
+   * thread of its own under `limits` (ERR_TEMPLATE past one); `signal` stops it (ERR_ABORTED).
+   */
+  async applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): Promise<string> {
     this.#checkOpen();
-    const opts = requireObject(options, 'options');
-    rejectUnknownKeys(opts, ['template', 'addAssistant'], 'applyChatTemplate() options');
-    const template = opts.template === undefined ? null : requireString(opts.template, 'template');
-    const addAssistant = optionalBool(opts.addAssistant, 'addAssistant') ?? true;
-    return this.#call(() => this.#native.applyChatTemplate(checkMessages(messages), template, addAssistant));
+    const call = resolveTemplateCall(messages, options, 'applyChatTemplate()');
+    if (call.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'chat template rendering aborted before it started');
+    const flag = new (getBinding().AbortFlag)();
+    const unlink = linkSignal(call.signal, flag);
+    const untrack = track(flag);
+    try {
+      return await this.#call(() => this.#native.applyChatTemplate(call.messages, call.template, call.addAssistant, call.limits, flag));
+    } catch (error) {
+      throw toLlamaError(error);
+    } finally {
+      unlink();
+      untrack();
+    }
+  }
+
+  /**
+   * As {@link applyChatTemplate}, blocking the calling thread until the render ends: the same limits hold (the
+   * render still runs on its own thread, with its own stack), but no signal can stop it.
+   */
+  applyChatTemplateSync(messages: ChatMessage[], options: Omit<ChatTemplateOptions, 'signal'> = {}): string {
+    this.#checkOpen();
+    const call = resolveTemplateCall(messages, options, 'applyChatTemplateSync()');
+    if (call.signal) throw new LlamaError('ERR_INVALID_ARGUMENT', 'applyChatTemplateSync() cannot be aborted: use applyChatTemplate() for a signal');
+    return this.#call(() => this.#native.applyChatTemplateSync(call.messages, call.template, call.addAssistant, call.limits, null));
   }
 
   /**
@@ -236,14 +297,20 @@ export class LlamaModel implements AsyncDisposable {
 
   /** Applies the chat template to `messages` and completes the assistant's reply. */
   async chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<GenerationResult> {
-    const { template, ...rest } = requireObject(options, 'options') as ChatOptions;
-    return this.complete(this.applyChatTemplate(messages, { template, addAssistant: true }), rest);
+    const { template, templateLimits, ...rest } = requireObject(options, 'options') as ChatOptions;
+    const prompt = await this.applyChatTemplate(messages, { template, limits: templateLimits, signal: rest.signal, addAssistant: true });
+    return this.complete(prompt, rest);
   }
 
   /** As {@link chat}, streamed. */
   streamChat(messages: ChatMessage[], options: Omit<ChatOptions, 'onChunk'> = {}): CompletionStream {
-    const { template, ...rest } = requireObject(options, 'options') as ChatOptions;
-    return this.stream(this.applyChatTemplate(messages, { template, addAssistant: true }), rest);
+    const { template, templateLimits, ...rest } = requireObject(options, 'options') as ChatOptions;
+    return chunkStream((push, stop) => {
+      const signal = rest.signal ? AbortSignal.any([rest.signal, stop]) : stop;
+      return this.applyChatTemplate(messages, { template, limits: templateLimits, signal, addAssistant: true }).then((prompt) =>
+        this.complete(prompt, { ...rest, signal, onChunk: push }),
+      );
+    });
   }
 
   /** Embeds one text (a Float32Array) or several (an array of them). */

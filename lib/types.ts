@@ -97,19 +97,44 @@ export interface ChatMessage {
   content: string;
 }
 
+/**
+ * Limits on one Jinja chat template parse and render. Templates come from model files, which users download from
+ * anywhere: past a limit the render stops with ERR_TEMPLATE naming it. The defaults pass every template that
+ * ships with llama.cpp many times over.
+ */
+export interface ChatTemplateLimits {
+  /** Nesting: template nodes inside each other, macro calls, parser levels, value recursion (tojson). Default 256. */
+  maxDepth?: number;
+  /** Template nodes executed (each loop iteration runs its body's nodes; range(n) counts n), in the
+   * parse and again in the render (llama.cpp renders a template several times to probe it: all of it counts).
+   * Default 500_000.
+   */
+  maxSteps?: number;
+  /** Largest string a step may build, and the prompt; a list item counts 16 bytes. Default 16 MiB (16_777_216). */
+  maxOutputBytes?: number;
+  /** Wall-clock time for the parse and the render. Default 5000 ms. */
+  timeoutMs?: number;
+}
+
 export interface ChatTemplateOptions {
   /**
-   * A Jinja template string or a llama.cpp built-in template name (see `builtinChatTemplates()`).
-   * Default: the model's own template.
+   * A Jinja template string or a llama.cpp built-in template name (see `builtinChatTemplates()`). A string that
+   * is neither (no `{{` or `{%`, not a built-in name) is ERR_TEMPLATE_NOT_FOUND. Default: the model's own template.
    */
   template?: string;
   /** End with the assistant's turn prefix, ready for generation. Default true. */
   addAssistant?: boolean;
+  /** Limits on the render (see {@link ChatTemplateLimits}). */
+  limits?: ChatTemplateLimits;
+  /** Stops the render (ERR_ABORTED). Not available to applyChatTemplateSync. */
+  signal?: AbortSignal;
 }
 
 export interface ChatOptions extends CompletionOptions {
   /** As in {@link ChatTemplateOptions.template}. */
   template?: string;
+  /** As in {@link ChatTemplateOptions.limits}; the request's `signal` also stops the render. */
+  templateLimits?: ChatTemplateLimits;
 }
 
 export type Pooling = 'mean' | 'cls' | 'last';

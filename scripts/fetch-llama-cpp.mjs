@@ -4,6 +4,8 @@
 // Source: the npm registry, where node-llama-cpp ships the release as a git bundle. Its single commit is a
 // squashed one, so the commit id means nothing upstream; the tree hash is what identifies the source.
 // LLAMA_CPP_DIR=/path uses a user's own checkout instead; then a mismatch is only a warning.
+// The verified tree is never modified: our one patch (patches/jinja-limits.patch, chat template limits) is applied
+// by CMakeLists.txt to a copy under the build folder, so the tree hash check holds on every later build.
 //
 // Usage: node scripts/fetch-llama-cpp.mjs [--quiet]   (prints the source directory on stdout)
 import { execFileSync } from 'node:child_process';

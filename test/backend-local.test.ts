@@ -79,8 +79,8 @@ describe.runIf(haveModel(STORIES))('LocalLlmBackend on stories260K', () => {
     const b = await llama2.chat(messages, { maxTokens: 4, temperature: 0 });
     // The prompts differ, so the prompt token counts do; each equals the template rendered by the model itself.
     await using model = await loadModel(modelPath(STORIES), { contextSize: 256 });
-    expect(a.promptTokens).toBe(model.tokenize(model.applyChatTemplate(messages, { template: 'chatml' })).length);
-    expect(b.promptTokens).toBe(model.tokenize(model.applyChatTemplate(messages, { template: 'llama2' })).length);
+    expect(a.promptTokens).toBe(model.tokenize(await model.applyChatTemplate(messages, { template: 'chatml' })).length);
+    expect(b.promptTokens).toBe(model.tokenize(await model.applyChatTemplate(messages, { template: 'llama2' })).length);
     expect(a.promptTokens).not.toBe(b.promptTokens);
   });
 

@@ -74,6 +74,7 @@ describe.runIf(process.platform === 'linux' && haveModel(STORIES))('the packed t
     expect(files.some((f) => /^package\/prebuilds\/linux-x64\/tea-llama\.glibc\.napi\.node$/.test(f))).toBe(true);
     expect(files).toContain('package/vendor/llama.cpp.lock.json');
     expect(files).toContain('package/CMakeLists.txt');
+    expect(files).toContain('package/patches/jinja-limits.patch'); // a source build applies it
     expect(files.filter((f) => /^package\/(build|vendor\/llama\.cpp|test|\.cache)\//.test(f))).toEqual([]);
     expect(files.filter((f) => /sapphirerapids/.test(f))).toEqual([]);
   });

@@ -1,13 +1,16 @@
 #include "model.h"
 
+#include <cmath>
 #include <vector>
 
+#include "abort_flag.h"
 #include "addon_data.h"
 #include "chat.h"
 #include "chat_template.h"
 #include "context_create_worker.h"
 #include "errors.h"
 #include "options.h"
+#include "promise_worker.h"
 #include "text_utils.h"
 
 namespace tea {
@@ -60,6 +63,55 @@ std::vector<ChatMessage> ReadMessages(const Napi::Value& value) {
   return messages;
 }
 
+// {maxDepth, maxSteps, maxOutputBytes, timeoutMs}: lib/model.ts validates and fills every field; these checks keep
+// the native layer safe on its own.
+TemplateLimits ReadTemplateLimits(const Napi::Value& value) {
+  if (!value.IsObject()) throw TeaError("ERR_INVALID_ARGUMENT", "template limits must be an object");
+  Napi::Object obj = value.As<Napi::Object>();
+  auto read = [&](const char* name, double max) {
+    Napi::Value v = obj.Get(name);
+    const double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    if (!(n >= 1 && n <= max) || std::floor(n) != n) {
+      throw TeaError("ERR_INVALID_ARGUMENT", std::string(name) + " must be an integer from 1 to " + std::to_string(static_cast<uint64_t>(max)));
+    }
+    return n;
+  };
+  TemplateLimits limits;
+  limits.maxDepth = static_cast<uint32_t>(read("maxDepth", 10000));
+  limits.maxSteps = static_cast<uint64_t>(read("maxSteps", 1e12));
+  limits.maxOutputBytes = static_cast<uint64_t>(read("maxOutputBytes", 1024.0 * 1024 * 1024));
+  limits.timeoutMs = static_cast<uint32_t>(read("timeoutMs", 3600000));
+  return limits;
+}
+
+// Parses and renders a chat template on its own thread (ChatRenderJob::Render), so the main thread stays free and
+// the request's AbortFlag stops it.
+class ChatTemplateWorker : public PromiseWorker {
+ public:
+  // Main thread. `handle` keeps the model alive while the render runs; `cache` receives a fresh parse.
+  ChatTemplateWorker(Napi::Env env, ModelPtr handle, ChatRenderJob job, std::shared_ptr<TemplateCache> cache)
+      : PromiseWorker(env, "tea-llama:applyChatTemplate"), handle_(std::move(handle)), job_(std::move(job)), cache_(std::move(cache)),
+        cached_(job_.parsed != nullptr) {}
+
+ protected:
+  // Worker (pool) thread: waits for the render thread.
+  void Run() override { prompt_ = job_.Render(); }
+  // Main thread.
+  Napi::Value Result(Napi::Env env) override {
+    if (!cached_ && job_.parsed && !job_.builtin) cache_->emplace(job_.source, job_.parsed);
+    return Napi::String::New(env, prompt_);
+  }
+  // Main thread.
+  void Settled() override { handle_.reset(); }
+
+ private:
+  ModelPtr handle_;
+  ChatRenderJob job_;
+  std::shared_ptr<TemplateCache> cache_;
+  bool cached_;
+  std::string prompt_;
+};
+
 }  // namespace
 
 ModelInfo ModelInfo::Read(const llama_model* model, bool vocabOnly) {
@@ -103,6 +155,7 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceMethod<&Model::DetokenizeTokens>("detokenize"),
                          InstanceMethod<&Model::TokenPiece>("tokenToPiece"),
                          InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
+                         InstanceMethod<&Model::ApplyChatTemplateSync>("applyChatTemplateSync"),
                          InstanceMethod<&Model::CreateContext>("createContext"),
                          InstanceMethod<&Model::Dispose>("dispose"),
                          InstanceAccessor<&Model::Disposed>("disposed"),
@@ -184,22 +237,45 @@ Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
   });
 }
 
+ChatRenderJob Model::PrepareRender(const Napi::CallbackInfo& info) {
+  const ModelPtr& model = handle();
+  ChatRenderJob job;
+  job.model = model->model;
+  job.messages = ReadMessages(info[0]);
+  job.addAssistant = info[2].ToBoolean();
+  job.limits = ReadTemplateLimits(info[3]);
+  if (info[1].IsString()) {
+    job.source = info[1].As<Napi::String>().Utf8Value();
+    if (job.source.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "template must not be empty");
+  } else if (!info_.hasChatTemplate) {
+    throw TeaError("ERR_TEMPLATE_NOT_FOUND", "the model has no chat template; pass a template string or a built-in template name");
+  }
+  job.Classify();
+  if (info[5].IsString()) job.openaiJson = info[5].As<Napi::String>().Utf8Value();
+  if (!job.builtin) {
+    auto cached = templates_->find(job.source);
+    if (cached != templates_->end()) job.parsed = cached->second;
+  }
+  return job;
+}
+
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
-    const ModelPtr& model = handle();
-    const std::vector<ChatMessage> messages = ReadMessages(info[0]);
-    const bool addAssistant = info[2].ToBoolean();
-    std::string source;
-    if (info[1].IsString()) {
-      source = info[1].As<Napi::String>().Utf8Value();
-      if (source.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "template must not be empty");
-      if (IsBuiltinTemplate(source)) return Napi::String::New(info.Env(), RenderBuiltin(source, messages, addAssistant));
-    } else if (!info_.hasChatTemplate) {
-      throw TeaError("ERR_TEMPLATE_NOT_FOUND", "the model has no chat template; pass a template string or a built-in template name");
-    }
-    auto cached = templates_.find(source);
-    if (cached == templates_.end()) cached = templates_.emplace(source, ParseJinja(model->model, source)).first;
-    return Napi::String::New(info.Env(), RenderJinja(cached->second.get(), messages, addAssistant));
+    ChatRenderJob job = PrepareRender(info);
+    job.abort = AbortFlag::From(info[4]);
+    auto* worker = new ChatTemplateWorker(info.Env(), handle(), std::move(job), templates_);
+    worker->Queue();
+    return worker->Promise();
+  });
+}
+
+Napi::Value Model::ApplyChatTemplateSync(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    ChatRenderJob job = PrepareRender(info);
+    const bool fresh = job.parsed == nullptr;
+    const std::string prompt = job.Render();
+    if (fresh && job.parsed && !job.builtin) templates_->emplace(job.source, job.parsed);
+    return Napi::String::New(info.Env(), prompt);
   });
 }
 
@@ -216,7 +292,7 @@ Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
-  templates_.clear();
+  templates_->clear();
   handle_.reset();
   return info.Env().Undefined();
 }

@@ -7,11 +7,15 @@
 #include <memory>
 #include <string>
 
+#include "chat_template.h"
 #include "handles.h"
 
 struct common_chat_templates;
 
 namespace tea {
+
+// Parsed Jinja templates by source text (main thread only): parsing is far slower than rendering.
+using TemplateCache = std::map<std::string, std::shared_ptr<common_chat_templates>>;
 
 // What the load worker reads off the model on its thread, so the main thread never walks the metadata.
 struct ModelInfo {
@@ -60,8 +64,15 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value DetokenizeTokens(const Napi::CallbackInfo& info);
   // tokenToPiece(token: number, special: boolean): string
   Napi::Value TokenPiece(const Napi::CallbackInfo& info);
-  // applyChatTemplate(messages: {role: string, content: string}[], template: string | null, addAssistant: boolean): string
+  // applyChatTemplate(messages: {role, content}[], template: string | null, addAssistant: boolean,
+  //                   limits: NativeTemplateLimits, abort: AbortFlag | null, openaiJson?: string): Promise<string>
+  // Main thread; the render runs on its own thread (ChatTemplateWorker).
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
+  // applyChatTemplateSync(messages, template, addAssistant, limits, _, openaiJson?): string
+  // Main thread, which waits for the render thread: the same limits hold, but nothing can abort it but them.
+  Napi::Value ApplyChatTemplateSync(const Napi::CallbackInfo& info);
+  // Main thread: reads the arguments of either form into a job.
+  ChatRenderJob PrepareRender(const Napi::CallbackInfo& info);
   // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<Context>
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
@@ -71,8 +82,8 @@ class Model : public Napi::ObjectWrap<Model> {
 
   ModelPtr handle_;
   ModelInfo info_;
-  // Parsed Jinja templates by source text: parsing is far slower than rendering.
-  std::map<std::string, std::shared_ptr<common_chat_templates>> templates_;
+  // Shared with running ChatTemplateWorkers, which add their parse on the main thread.
+  std::shared_ptr<TemplateCache> templates_ = std::make_shared<TemplateCache>();
 };
 
 }  // namespace tea

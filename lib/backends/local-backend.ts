@@ -145,7 +145,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
-    const prompt = request.kind === 'prompt' ? request.prompt : this.#render(model, request.messages);
+    const prompt = request.kind === 'prompt' ? request.prompt : await this.#render(model, request.messages, request.signal);
     const { explicit: _, ...sampling } = request.sampling;
     const r = await model.complete(prompt, { ...sampling, signal: request.signal, onChunk });
     return {
@@ -165,10 +165,10 @@ export class LocalLlmBackend extends BaseLlmBackend {
     };
   }
 
-  #render(model: LlamaModel, messages: { role: string; content: string }[]): string {
+  #render(model: LlamaModel, messages: { role: string; content: string }[], signal: AbortSignal | undefined): Promise<string> {
     const config = this.#config!;
     const template = this.#options.chatFormat ?? (config.chatFormat === 'gguf' ? undefined : config.chatFormat);
-    return model.applyChatTemplate(messages, { template });
+    return model.applyChatTemplate(messages, { template, signal });
   }
 
   protected async embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {

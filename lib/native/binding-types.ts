@@ -82,12 +82,35 @@ export interface NativeChatMessage {
   content: string;
 }
 
+export interface NativeTemplateLimits {
+  maxDepth: number;
+  maxSteps: number;
+  maxOutputBytes: number;
+  timeoutMs: number;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   detokenize(tokens: Int32Array | number[], special: boolean): string;
   tokenToPiece(token: number, special: boolean): string;
-  applyChatTemplate(messages: NativeChatMessage[], template: string | null, addAssistant: boolean): string;
+  /** `openaiJson`: optional `{ messages, tools }` in OpenAI's chat format, for templates that render tools. */
+  applyChatTemplate(
+    messages: NativeChatMessage[],
+    template: string | null,
+    addAssistant: boolean,
+    limits: NativeTemplateLimits,
+    abort: NativeAbortFlag | null,
+    openaiJson?: string,
+  ): Promise<string>;
+  applyChatTemplateSync(
+    messages: NativeChatMessage[],
+    template: string | null,
+    addAssistant: boolean,
+    limits: NativeTemplateLimits,
+    abort: null,
+    openaiJson?: string,
+  ): string;
   createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<NativeContext>;
   dispose(): void;
   readonly disposed: boolean;

@@ -240,16 +240,17 @@ describe.runIf(haveModel(STORIES) && haveModel(PHI3_VOCAB))('concurrency and can
     const sync: Array<[string, () => unknown]> = [
       ['tokenize', () => model.tokenize('x')],
       ['detokenize', () => model.detokenize([1, 2])],
-      ['applyChatTemplate', () => model.applyChatTemplate([{ role: 'user', content: 'hi' }], { template: 'chatml' })],
+      ['applyChatTemplateSync', () => model.applyChatTemplateSync([{ role: 'user', content: 'hi' }], { template: 'chatml' })],
     ];
     for (const [name, call] of sync) expect(call, name).toThrow(expect.objectContaining({ code: 'ERR_DISPOSED' }));
     const asynchronous: Array<[string, () => Promise<unknown>]> = [
       ['complete', () => model.complete('x')],
+      ['applyChatTemplate', () => model.applyChatTemplate([{ role: 'user', content: 'hi' }], { template: 'chatml' })],
       ['chat', () => model.chat([{ role: 'user', content: 'hi' }], { template: 'chatml' })],
       ['embed', () => model.embed('x')],
       ['embed[]', () => model.embed(['x', 'y'])],
       ['stream.result', () => model.stream('x').result],
-      // streamChat renders the template first, synchronously: it throws at the call, stream() rejects its result.
+      // streamChat renders the template inside its stream: the result rejects.
       ['streamChat', async () => model.streamChat([{ role: 'user', content: 'hi' }], { template: 'chatml' }).result],
     ];
     for (const [name, call] of asynchronous) await expect(call(), name).rejects.toMatchObject({ code: 'ERR_DISPOSED' });

@@ -55,7 +55,7 @@ export async function runCase(lib, path, c, index) {
     if (model.info.chatTemplate !== null) {
       out.stage = 'template';
       try {
-        model.applyChatTemplate([{ role: 'user', content: 'hi' }]);
+        await model.applyChatTemplate([{ role: 'user', content: 'hi' }]);
       } catch (error) {
         // A mangled template is refused with a template error; anything else is a finding.
         if (!(error instanceof lib.LlamaError) || !error.code.startsWith('ERR_TEMPLATE')) throw error;

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// Fuzzing of chat templates: seeded cases (template-mutator.mjs: recursion, nesting, loops, huge literals, filters
+// on wrong types, the real templates mutated), rendered in child processes so that a crash inside llama.cpp's Jinja
+// engine is a finding instead of a lost run.
+//
+//   node test/reliability/fuzz/run-template-fuzz.mjs                      # 400 cases, seed 1
+//   TEA_TEMPLATE_FUZZ_CASES=20000 node test/reliability/fuzz/run-template-fuzz.mjs
+//   node test/reliability/fuzz/run-template-fuzz.mjs --seed 3 --case 17 --print   # show one case's template
+//
+// Needs dist/ (npm run build:ts), the native addon and ../shared/models/stories260K.gguf (or TEA_TEST_MODELS_DIR).
+// Per case: a time limit (a hang), an address-space cap (ulimit -v) and the child's peak resident memory.
+import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { TemplateFuzzer } from './template-mutator.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..', '..', '..');
+const CHILD = join(here, 'template-child.mjs');
+
+/** What a fuzzed template may end in. Anything else (untyped, internal, out of memory) is a finding. */
+export const EXPECTED_TEMPLATE_CODES = new Set(['ERR_TEMPLATE', 'ERR_TEMPLATE_UNSUPPORTED', 'ERR_TEMPLATE_NOT_FOUND']);
+
+export const TEMPLATES_DIR = join(repoRoot, 'vendor', 'llama.cpp', 'models', 'templates');
+export const DEFAULT_MODEL = join(process.env.TEA_TEST_MODELS_DIR ?? resolve(repoRoot, '..', 'shared', 'models'), 'stories260K.gguf');
+
+export async function runTemplateFuzz({
+  seed = 1,
+  cases = 400,
+  model = DEFAULT_MODEL,
+  templatesDir = TEMPLATES_DIR,
+  // The default maxDepth (what the stack must hold) with shorter loops, so that a run fits CI.
+  limits = { maxSteps: 200_000, timeoutMs: 2000 },
+  parallel = Math.min(2, availableParallelism()),
+  batchSize = 100,
+  caseTimeoutMs = 20_000,
+  addressSpaceMb = 8192,
+  rssLimitMb = 768,
+  log = () => undefined,
+} = {}) {
+  const started = performance.now();
+  const report = { seed, cases, done: 0, outcomes: {}, kinds: {}, crashes: [], hangs: [], unexpected: [], oversized: [], peakRssMb: 0, slowest: { index: -1, ms: 0 }, elapsedMs: 0 };
+  const finding = (list, item) => {
+    list.push(item);
+    log(`FINDING ${JSON.stringify(item)}`);
+  };
+
+  function runChild(batch) {
+    const child = spawn('/bin/sh', ['-c', `ulimit -v ${addressSpaceMb * 1024} && exec "$0" "$@"`, process.execPath, CHILD], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, TEA_LLAMA_LOG: 'none' },
+    });
+    child.stdin.end(JSON.stringify({ seed, model, templatesDir, indices: batch, limits }));
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let buffered = '';
+    let current;
+    let lastDone = -1;
+    let ended = false;
+    let hung = false;
+    child.stdout.on('data', (d) => {
+      buffered += d.toString();
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const text = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let line;
+        try {
+          line = JSON.parse(text);
+        } catch {
+          continue;
+        }
+        if (line.t === 'start') current = { line, at: performance.now() };
+        else if (line.t === 'done') {
+          report.done++;
+          report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
+          const kind = current?.line.kind;
+          report.kinds[kind] = (report.kinds[kind] ?? 0) + 1;
+          const rssMb = line.rss / 1024;
+          if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
+          if (line.result !== 'ok' && !EXPECTED_TEMPLATE_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: current?.line.d, result: line.result });
+          if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: current?.line.d, peakRssMb: Math.round(rssMb) });
+          report.peakRssMb = Math.max(report.peakRssMb, rssMb);
+          lastDone = batch.indexOf(line.i);
+          current = undefined;
+        } else if (line.t === 'end') ended = true;
+      }
+    });
+    const watchdog = setInterval(() => {
+      if (current && performance.now() - current.at > caseTimeoutMs) {
+        hung = true;
+        child.kill('SIGKILL');
+      }
+    }, 200);
+    return new Promise((done, fail) => {
+      child.on('error', fail);
+      child.on('close', (exitCode, signal) => {
+        clearInterval(watchdog);
+        if (ended && exitCode === 0) return done([]);
+        const victim = current?.line;
+        if (!victim && lastDone < 0) return fail(new Error(`template fuzz child exited with ${signal ?? exitCode} before its first case:\n${stderr}`));
+        const item = { index: victim ? victim.i : batch[lastDone], description: victim?.d ?? 'between cases', exit: signal ?? exitCode, stderr: stderr.slice(-1500) };
+        finding(hung ? report.hangs : report.crashes, item);
+        done(batch.slice(victim ? batch.indexOf(victim.i) + 1 : lastDone + 1));
+      });
+    });
+  }
+
+  const queue = Array.from({ length: cases }, (_, i) => i);
+  async function lane() {
+    while (queue.length > 0) {
+      let batch = queue.splice(0, batchSize);
+      while (batch.length > 0) batch = await runChild(batch);
+    }
+  }
+  await Promise.all(Array.from({ length: parallel }, lane));
+  report.peakRssMb = Math.round(report.peakRssMb);
+  report.elapsedMs = Math.round(performance.now() - started);
+  return report;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const seed = Number(arg('--seed') ?? process.env.TEA_TEMPLATE_FUZZ_SEED ?? 1);
+  if (arg('--case') !== undefined && process.argv.includes('--print')) {
+    process.stdout.write(`${new TemplateFuzzer(TEMPLATES_DIR, seed).case(Number(arg('--case'))).template}\n`);
+  } else {
+    const cases = Number(process.env.TEA_TEMPLATE_FUZZ_CASES ?? 400);
+    const report = await runTemplateFuzz({ seed, cases, log: (m) => process.stderr.write(`${m}\n`) });
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    process.exit(report.crashes.length + report.hangs.length + report.unexpected.length + report.oversized.length > 0 ? 1 : 0);
+  }
+}
