@@ -8,6 +8,7 @@ export type LlamaErrorCode =
   | 'ERR_TEMPLATE_NOT_FOUND'
   | 'ERR_TEMPLATE_UNSUPPORTED'
   | 'ERR_DECODE'
+  | 'ERR_NUMERIC'
   | 'ERR_ABORTED'
   | 'ERR_DISPOSED'
   | 'ERR_QUEUE_FULL'
