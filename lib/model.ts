@@ -93,7 +93,7 @@ function linkSignal(signal: AbortSignal | undefined, flag: NativeAbortFlag): () 
 
 /**
  * Longest text (in UTF-16 code units, `text.length`) that {@link LlamaModel.tokenize} takes on the calling thread,
- * and most tokens {@link LlamaModel.detokenize} takes: a few milliseconds of work at most. Past them the async forms.
+ * and most tokens {@link LlamaModel.detokenize} takes (tens of milliseconds of work at most). Past them: the async forms.
  */
 export const SYNC_TOKENIZE_MAX_CHARS = 65536;
 export const SYNC_DETOKENIZE_MAX_TOKENS = 65536;
