@@ -9,6 +9,7 @@ export type LlamaErrorCode =
   | 'ERR_TEMPLATE_UNSUPPORTED'
   | 'ERR_TEMPLATE'
   | 'ERR_DECODE'
+  | 'ERR_NUMERIC'
   | 'ERR_ABORTED'
   | 'ERR_DISPOSED'
   | 'ERR_QUEUE_FULL'

@@ -2,7 +2,7 @@
  * tea-llama: GGUF language models in-process through llama.cpp.
  */
 export { LlamaError, type LlamaErrorCode } from './errors';
-export { LlamaModel, loadModel, TEMPLATE_LIMITS } from './model';
+export { LlamaModel, loadModel, SYNC_DETOKENIZE_MAX_TOKENS, SYNC_TOKENIZE_MAX_CHARS, TEMPLATE_LIMITS } from './model';
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';

@@ -18,11 +18,13 @@ import type {
   CompletionOptions,
   CompletionStream,
   GenerationResult,
+  DetokenizeAsyncOptions,
   DetokenizeOptions,
   EmbedOptions,
   LoadModelOptions,
   ModelInfo,
   Pooling,
+  TokenizeAsyncOptions,
   TokenizeOptions,
 } from './types';
 import {
@@ -128,6 +130,20 @@ function resolveTemplateCall(messages: unknown, options: unknown, what: string):
   };
 }
 
+/**
+ * Longest text (in UTF-16 code units, `text.length`) that {@link LlamaModel.tokenize} takes on the calling thread,
+ * and most tokens {@link LlamaModel.detokenize} takes (tens of milliseconds of work at most). Past them: the async forms.
+ */
+export const SYNC_TOKENIZE_MAX_CHARS = 65536;
+export const SYNC_DETOKENIZE_MAX_TOKENS = 65536;
+
+function checkTokens(tokens: unknown): Int32Array | number[] {
+  if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', 'tokens must be an Int32Array or an array of token ids');
+  }
+  return tokens;
+}
+
 function checkMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'messages must be an array of { role, content }');
   messages.forEach((m, i) => {
@@ -200,23 +216,61 @@ export class LlamaModel implements AsyncDisposable {
     return this.#disposing !== undefined;
   }
 
+  /**
+   * Tokenizes `text` on the calling thread. Texts longer than {@link SYNC_TOKENIZE_MAX_CHARS} are
+   * ERR_INVALID_ARGUMENT: use {@link LlamaModel.tokenizeAsync}, which runs off the main thread.
+   */
   tokenize(text: string, options: TokenizeOptions = {}): Int32Array {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
     rejectUnknownKeys(opts, ['special'], 'tokenize() options');
     const special = optionalBool(opts.special, 'special') ?? true;
-    return this.#call(() => this.#native.tokenize(requireString(text, 'text'), special, special));
+    requireString(text, 'text');
+    if (text.length > SYNC_TOKENIZE_MAX_CHARS) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `text has ${text.length} characters, more than tokenize() takes on the main thread (${SYNC_TOKENIZE_MAX_CHARS}): use tokenizeAsync()`);
+    }
+    return this.#call(() => this.#native.tokenize(text, special, special));
   }
 
+  /**
+   * As {@link LlamaModel.tokenize}, of any length, off the main thread (on libuv's pool). `signal` rejects it
+   * with ERR_ABORTED; a long text stops within one piece of about a kilobyte.
+   */
+  async tokenizeAsync(text: string, options: TokenizeAsyncOptions = {}): Promise<Int32Array> {
+    this.#checkOpen();
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['special', 'signal'], 'tokenizeAsync() options');
+    const special = optionalBool(opts.special, 'special') ?? true;
+    const signal = optionalSignal(opts.signal);
+    requireString(text, 'text');
+    return this.#offThread('tokenization', signal, (flag) => this.#native.tokenizeAsync(text, special, special, flag));
+  }
+
+  /**
+   * Detokenizes on the calling thread. More than {@link SYNC_DETOKENIZE_MAX_TOKENS} tokens are
+   * ERR_INVALID_ARGUMENT: use {@link LlamaModel.detokenizeAsync}.
+   */
   detokenize(tokens: ArrayLike<number>, options: DetokenizeOptions = {}): string {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
     rejectUnknownKeys(opts, ['special'], 'detokenize() options');
     const special = optionalBool(opts.special, 'special') ?? false;
-    if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
-      throw new LlamaError('ERR_INVALID_ARGUMENT', 'tokens must be an Int32Array or an array of token ids');
+    const list = checkTokens(tokens);
+    if (list.length > SYNC_DETOKENIZE_MAX_TOKENS) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `${list.length} tokens are more than detokenize() takes on the main thread (${SYNC_DETOKENIZE_MAX_TOKENS}): use detokenizeAsync()`);
     }
-    return this.#call(() => this.#native.detokenize(tokens as Int32Array | number[], special));
+    return this.#call(() => this.#native.detokenize(list, special));
+  }
+
+  /** As {@link LlamaModel.detokenize}, of any length, off the main thread; `signal` rejects it with ERR_ABORTED. */
+  async detokenizeAsync(tokens: ArrayLike<number>, options: DetokenizeAsyncOptions = {}): Promise<string> {
+    this.#checkOpen();
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['special', 'signal'], 'detokenizeAsync() options');
+    const special = optionalBool(opts.special, 'special') ?? false;
+    const signal = optionalSignal(opts.signal);
+    const list = checkTokens(tokens);
+    return this.#offThread('detokenization', signal, (flag) => this.#native.detokenizeAsync(list, special, flag));
   }
 
   /**
@@ -365,6 +419,22 @@ export class LlamaModel implements AsyncDisposable {
   #checkGenerative(): void {
     if (this.info.vocabOnly) throw new LlamaError('ERR_MODEL_VOCAB_ONLY', 'the model was loaded with vocabOnly: it cannot generate');
     if (!this.info.hasDecoder) throw new LlamaError('ERR_INVALID_ARGUMENT', `${this.info.architecture} is an encoder-only model: use embed()`);
+  }
+
+  /** Runs a native pool-thread operation linked to `signal` and to the exit hook. */
+  async #offThread<T>(what: string, signal: AbortSignal | undefined, start: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
+    if (signal?.aborted) throw new LlamaError('ERR_ABORTED', `${what} aborted before it started`);
+    const flag = new (getBinding().AbortFlag)();
+    const unlink = linkSignal(signal, flag);
+    const untrack = track(flag);
+    try {
+      return await this.#call(() => start(flag));
+    } catch (error) {
+      throw toLlamaError(error);
+    } finally {
+      unlink();
+      untrack();
+    }
   }
 
   #call<T>(fn: () => T): T {

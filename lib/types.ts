@@ -157,6 +157,16 @@ export interface DetokenizeOptions {
   special?: boolean;
 }
 
+export interface TokenizeAsyncOptions extends TokenizeOptions {
+  /** Rejects the call with ERR_ABORTED. */
+  signal?: AbortSignal;
+}
+
+export interface DetokenizeAsyncOptions extends DetokenizeOptions {
+  /** Rejects the call with ERR_ABORTED. */
+  signal?: AbortSignal;
+}
+
 export interface ModelInfo extends NativeModelInfo {
   /** Absolute path of the model file. */
   path: string;

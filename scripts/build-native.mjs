@@ -25,7 +25,7 @@ const dynamic = args.has('--dynamic');
 const outDir = dynamic ? join('build', 'prebuild') : 'build';
 const exe = process.platform === 'win32' ? '.exe' : '';
 const addonPath = join(root, outDir, 'Release', 'tea_llama.node');
-const toolPaths = ['llama-server', 'llama-bench', 'llama-quantize', 'llama-completion', 'tea_core_tests'].map((t) =>
+const toolPaths = ['llama-server', 'llama-bench', 'llama-quantize', 'llama-completion', 'llama-tokenize', 'tea_core_tests'].map((t) =>
   join(root, 'build', 'tools', t + exe),
 );
 

@@ -7,6 +7,7 @@
 #endif
 
 #include "error.h"
+#include "numeric.h"
 #include "sampler.h"
 #include "text_utils.h"
 
@@ -467,6 +468,12 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
       token = ArgMax(logits, vocabSize_);
     }
+    // A model whose metadata makes it compute NaN (rope.freq_base = 0, ...) would sample garbage: one float per
+    // step tells (a NaN row yields a NaN for whatever token comes out of it).
+    if (const float* row = llama_get_logits_ith(ctx_, slot.batchIndex); row != nullptr && !std::isfinite(row[token])) {
+      Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
+      continue;
+    }
     if (llama_vocab_is_eog(vocab_, token)) {
       Finish(slot, "stop", events);
       continue;
@@ -630,6 +637,11 @@ void Scheduler::StepEmbeddings(std::vector<Event>& events) {
       }
       const float* pooled = llama_get_embeddings_seq(ctx_, entry.seq);
       if (pooled == nullptr) throw TeaError("ERR_INTERNAL", "llama.cpp returned no pooled embedding");
+      if (!AllFinite(pooled, static_cast<size_t>(nEmbd))) {
+        job.failed = true;
+        events.push_back(ErrorEvent(job.task.id, "ERR_NUMERIC", NonFiniteMessage(model_, "the embedding of text " + std::to_string(entry.text))));
+        continue;
+      }
       std::vector<float> v(pooled, pooled + nEmbd);
       if (job.task.normalize) {
         double sum = 0;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "error.h"
+#include "special_split.h"
 
 namespace tea {
 
@@ -60,10 +61,70 @@ std::string DetokenizeUnchecked(const llama_vocab* vocab, const std::vector<llam
   return text;
 }
 
+// The tokens that addSpecial puts before and after any text (BOS, EOS, CLS/SEP, by tokenizer family), told apart
+// with a probe: tokenize("", true) is both together, and a short probe with and without them shows where the text
+// goes in between. False when no probe tells (then the text is tokenized in one call).
+bool SpecialFrame(const llama_vocab* vocab, bool parseSpecial, std::vector<llama_token>& prefix, std::vector<llama_token>& suffix) {
+  const std::vector<llama_token> frame = TokenizeUnchecked(vocab, "", true, parseSpecial);
+  if (frame.empty()) {
+    prefix.clear();
+    suffix.clear();
+    return true;
+  }
+  for (const char* probe : {"a", "0", "x y", "\xe4\xb8\x80"}) {
+    const std::vector<llama_token> framed = TokenizeUnchecked(vocab, probe, true, parseSpecial);
+    const std::vector<llama_token> bare = TokenizeUnchecked(vocab, probe, false, parseSpecial);
+    if (framed.size() != bare.size() + frame.size()) continue;
+    size_t found = 0, at = 0;
+    for (size_t j = 0; j <= frame.size(); ++j) {
+      std::vector<llama_token> candidate(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(j));
+      candidate.insert(candidate.end(), bare.begin(), bare.end());
+      candidate.insert(candidate.end(), frame.begin() + static_cast<std::ptrdiff_t>(j), frame.end());
+      if (candidate == framed) {
+        ++found;
+        at = j;
+      }
+    }
+    if (found != 1) continue;
+    prefix.assign(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(at));
+    suffix.assign(frame.begin() + static_cast<std::ptrdiff_t>(at), frame.end());
+    return true;
+  }
+  return false;
+}
+
+std::vector<llama_token> TokenizeInPieces(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial,
+                                          const std::function<bool()>& stop) {
+  const SpecialSplitter splitter(vocab, parseSpecial);
+  std::vector<llama_token> prefix, suffix;
+  if (splitter.empty() || (addSpecial && !SpecialFrame(vocab, parseSpecial, prefix, suffix))) {
+    return TokenizeUnchecked(vocab, text, addSpecial, parseSpecial);
+  }
+  std::vector<llama_token> out = prefix;
+  SpecialSplitter::Cursor cursor(splitter, text);
+  const std::string_view all(text);
+  size_t start = 0;
+  while (start < text.size()) {
+    if (stop && stop()) throw TeaError("ERR_ABORTED", "tokenization aborted");
+    const size_t cut = text.size() - start > kTokenizePieceBytes ? cursor.Next(start + kTokenizePieceBytes, kMaxUnsplitSpecials)
+                                                                 : std::string_view::npos;
+    const size_t end = cut == std::string_view::npos ? text.size() : cut;
+    const std::vector<llama_token> piece = TokenizeUnchecked(vocab, std::string(all.substr(start, end - start)), false, parseSpecial);
+    out.insert(out.end(), piece.begin(), piece.end());
+    start = end;
+  }
+  out.insert(out.end(), suffix.begin(), suffix.end());
+  return out;
+}
+
 }  // namespace
 
-std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial) {
-  return VocabularyCall([&] { return TokenizeUnchecked(vocab, text, addSpecial, parseSpecial); });
+std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial,
+                                  const std::function<bool()>& stop) {
+  return VocabularyCall([&] {
+    if (text.size() <= kTokenizeDirectBytes) return TokenizeUnchecked(vocab, text, addSpecial, parseSpecial);
+    return TokenizeInPieces(vocab, text, addSpecial, parseSpecial, stop);
+  });
 }
 
 std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special) {

@@ -1,6 +1,7 @@
 // Tokenizer and text helpers shared by the model wrapper and the workers. Thread-safe: they only read the vocab.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -8,8 +9,18 @@
 
 namespace tea {
 
+// Texts up to this size go to llama_tokenize in one call.
+constexpr size_t kTokenizeDirectBytes = 4096;
+// Longer ones are tokenized in pieces of at least this size, cut before special tokens where that gives the same
+// tokens (special_split.h): llama.cpp's special-token partition takes time quadratic in the special tokens of one
+// call. A piece that cannot be cut within this many special-token occurrences is ERR_INVALID_ARGUMENT.
+constexpr size_t kTokenizePieceBytes = 1024;
+constexpr size_t kMaxUnsplitSpecials = 16384;
+
 // A std::logic_error from llama.cpp's tokenizer (a token the vocabulary lacks) becomes ERR_MODEL_INVALID.
-std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial);
+// `stop`, when given, is polled between pieces (any thread: the caller's); true ends it with ERR_ABORTED.
+std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial,
+                                  const std::function<bool()>& stop = {});
 std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special);
 std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special);
 

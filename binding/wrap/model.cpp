@@ -12,6 +12,7 @@
 #include "options.h"
 #include "promise_worker.h"
 #include "text_utils.h"
+#include "text_worker.h"
 
 namespace tea {
 
@@ -153,6 +154,8 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceMethod<&Model::Info>("info"),
                          InstanceMethod<&Model::TokenizeText>("tokenize"),
                          InstanceMethod<&Model::DetokenizeTokens>("detokenize"),
+                         InstanceMethod<&Model::TokenizeAsync>("tokenizeAsync"),
+                         InstanceMethod<&Model::DetokenizeAsync>("detokenizeAsync"),
                          InstanceMethod<&Model::TokenPiece>("tokenToPiece"),
                          InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                          InstanceMethod<&Model::ApplyChatTemplateSync>("applyChatTemplateSync"),
@@ -226,6 +229,26 @@ Napi::Value Model::DetokenizeTokens(const Napi::CallbackInfo& info) {
     const ModelPtr& model = handle();
     const std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
     return Napi::String::New(info.Env(), Detokenize(model->vocab(), tokens, info[1].ToBoolean()));
+  });
+}
+
+Napi::Value Model::TokenizeAsync(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    std::string text = RequireString(info[0], "text");
+    auto* worker = new TextWorker(info.Env(), model, std::move(text), info[1].ToBoolean(), info[2].ToBoolean(), AbortFlag::From(info[3]));
+    worker->Queue();
+    return worker->Promise();
+  });
+}
+
+Napi::Value Model::DetokenizeAsync(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
+    auto* worker = new TextWorker(info.Env(), model, std::move(tokens), info[1].ToBoolean(), AbortFlag::From(info[2]));
+    worker->Queue();
+    return worker->Promise();
   });
 }
 

@@ -62,6 +62,11 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value TokenizeText(const Napi::CallbackInfo& info);
   // detokenize(tokens: Int32Array, special: boolean): string
   Napi::Value DetokenizeTokens(const Napi::CallbackInfo& info);
+  // tokenizeAsync(text: string, addSpecial: boolean, parseSpecial: boolean, abort?: AbortFlag): Promise<Int32Array>
+  // (on a pool thread; ERR_ABORTED once the flag is set, checked between tokenizer pieces)
+  Napi::Value TokenizeAsync(const Napi::CallbackInfo& info);
+  // detokenizeAsync(tokens: Int32Array | number[], special: boolean, abort?: AbortFlag): Promise<string>
+  Napi::Value DetokenizeAsync(const Napi::CallbackInfo& info);
   // tokenToPiece(token: number, special: boolean): string
   Napi::Value TokenPiece(const Napi::CallbackInfo& info);
   // applyChatTemplate(messages: {role, content}[], template: string | null, addAssistant: boolean,

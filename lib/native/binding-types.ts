@@ -93,6 +93,8 @@ export interface NativeModel {
   info(): NativeModelInfo;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   detokenize(tokens: Int32Array | number[], special: boolean): string;
+  tokenizeAsync(text: string, addSpecial: boolean, parseSpecial: boolean, abort?: NativeAbortFlag): Promise<Int32Array>;
+  detokenizeAsync(tokens: Int32Array | number[], special: boolean, abort?: NativeAbortFlag): Promise<string>;
   tokenToPiece(token: number, special: boolean): string;
   /** `openaiJson`: optional `{ messages, tools }` in OpenAI's chat format, for templates that render tools. */
   applyChatTemplate(

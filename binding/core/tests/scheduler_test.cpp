@@ -18,6 +18,7 @@
 #include "llama.h"
 #include "scheduler.h"
 #include "text_stream.h"
+#include "text_utils.h"
 
 namespace {
 
@@ -321,6 +322,41 @@ void TestQueue(const std::shared_ptr<llama_model>& model) {
 
 }  // namespace
 
+// Long texts are tokenized in pieces (special_split.h): the tokens are those of one llama_tokenize call over the
+// whole text, with and without BOS and special-token parsing; the stop callback ends it between pieces.
+void TestTokenizePieces(const std::shared_ptr<llama_model>& model) {
+  const llama_vocab* vocab = llama_model_get_vocab(model.get());
+  auto whole = [&](const std::string& text, bool addSpecial, bool parseSpecial) {
+    std::vector<llama_token> out(text.size() + 2);
+    const int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(), static_cast<int32_t>(out.size()),
+                                     addSpecial, parseSpecial);
+    out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+    return out;
+  };
+  const std::vector<std::string> parts = {"<s>", "</s>", " <s> ", "Once upon a time", " there was", "\n\n", "  ", "<unk>", "Lily</s>", "ü 🐕"};
+  uint32_t seed = 7;
+  std::string text;
+  while (text.size() < 20000) {
+    seed = seed * 1103515245u + 12345u;
+    text += parts[(seed >> 16) % parts.size()];
+  }
+  for (bool addSpecial : {true, false}) {
+    for (bool parseSpecial : {true, false}) {
+      const std::vector<llama_token> expected = whole(text, addSpecial, parseSpecial);
+      CHECK(!expected.empty(), "llama_tokenize gave no tokens");
+      CHECK(Tokenize(vocab, text, addSpecial, parseSpecial) == expected, "pieces differ (addSpecial %d, parseSpecial %d)", addSpecial, parseSpecial);
+    }
+  }
+  int polls = 0;
+  bool aborted = false;
+  try {
+    Tokenize(vocab, text, true, true, [&] { return ++polls > 3; });
+  } catch (const TeaError& e) {
+    aborted = e.code() == "ERR_ABORTED";
+  }
+  CHECK(aborted && polls == 4, "stop ends it between pieces (polls %d)", polls);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: tea_core_tests CASE [MODEL.gguf]\n");
@@ -345,7 +381,8 @@ int main(int argc, char** argv) {
     }
     const std::map<std::string, void (*)(const std::shared_ptr<llama_model>&)> cases = {
         {"batch", TestBatch}, {"prefix", TestPrefix}, {"abort", TestAbort},
-        {"cache_full", TestCacheFull}, {"embeddings", TestEmbeddings}, {"queue", TestQueue}};
+        {"cache_full", TestCacheFull}, {"embeddings", TestEmbeddings}, {"queue", TestQueue},
+        {"tokenize_pieces", TestTokenizePieces}};
     auto it = cases.find(name);
     if (it == cases.end()) {
       std::fprintf(stderr, "unknown case %s\n", name.c_str());
