@@ -8,10 +8,10 @@
 // `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama against llama-server -np N and
 // node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
 //
-//   npm run bench                           full run, both scenarios (about 18 minutes on 2 cores)
+//   npm run bench                           full run, both scenarios (about 36 minutes on 2 cores)
 //   npm run bench -- --quick                a quick development run (about a minute and a half)
-//   npm run bench -- --scenarios serving    the serving scenario alone (about 6 minutes; --quick: under 1)
-//   npm run bench -- --scenarios main       the single-request scenario alone (about 12 minutes)
+//   npm run bench -- --scenarios serving    the serving scenario alone (about 15 minutes; --quick: under 1)
+//   npm run bench -- --scenarios main       the single-request scenario alone (about 20 minutes)
 //   npm run bench -- --model my.gguf        your own model(s) instead of the default set (repeatable)
 //   npm run bench -- --help                 every option (--threads, --runs, --contenders, --pp, --tg,
 //                                           --tests, --embed, --clients, --serving-tokens, --serving-embed, ...)
