@@ -40,9 +40,13 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
+  // Not SetError: node-addon-api would build the error object for OnError outside any handler of ours, and during
+  // worker.terminate() that throws a Napi::Error it cannot rethrow into JS (std::terminate, seen in the worker test).
+  // Every completion goes through OnOK, which settles the promise under Unthrowing.
   void Fail(const std::string& code, const std::string& message) {
     code_ = code;
-    SetError(message);
+    message_ = message;
+    failed_ = true;
   }
 
   // Main thread.
@@ -50,6 +54,10 @@ class PromiseWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Settled();
     Unthrowing([&] {
+      if (failed_) {
+        deferred_.Reject(MakeError(env, code_, message_).Value());
+        return;
+      }
       try {
         deferred_.Resolve(Result(env));
       } catch (const Napi::Error& e) {
@@ -60,12 +68,6 @@ class PromiseWorker : public Napi::AsyncWorker {
         deferred_.Reject(MakeError(env, "ERR_INTERNAL", e.what()).Value());
       }
     });
-  }
-
-  // Main thread.
-  void OnError(const Napi::Error& error) final {
-    Settled();
-    Unthrowing([&] { deferred_.Reject(MakeError(Env(), code_, error.Message()).Value()); });
   }
 
   // A worker that finishes while its worker thread's environment is torn down (worker.terminate() during a load or
@@ -80,7 +82,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
   Napi::Promise::Deferred deferred_;
+  bool failed_ = false;  // set on the worker thread, read on the main thread after the work completes
   std::string code_ = "ERR_INTERNAL";
+  std::string message_;
 };
 
 }  // namespace tea
