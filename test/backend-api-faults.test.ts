@@ -1,32 +1,16 @@
 import { inspect } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { ApiLlmBackend, LlamaError, type ApiLlmBackendOptions } from '../lib';
+import { LlamaError } from '../lib';
 import { parseSse, type SseEvent } from '../lib/backends/sse';
 import { captureLogger } from './support/capture-logger';
-import { completionBody, json, startHttpFixture, type HttpFixture } from './support/http-fixture';
+import { apiTestScope } from './support/api-scope';
+import { completionBody, json } from './support/http-fixture';
 import { freePort } from './support/llama-server';
 
 // Every fault is served by a real HTTP server on 127.0.0.1 (node:http); fetch is never mocked.
 
-const fixtures: HttpFixture[] = [];
-const backends: ApiLlmBackend[] = [];
-afterEach(async () => {
-  await Promise.all(backends.splice(0).map((b) => b.dispose()));
-  await Promise.all(fixtures.splice(0).map((f) => f.close()));
-});
-
-async function fixture(handler: Parameters<typeof startHttpFixture>[0]): Promise<HttpFixture> {
-  const f = await startHttpFixture(handler);
-  fixtures.push(f);
-  return f;
-}
-
-function backend(options: ApiLlmBackendOptions): ApiLlmBackend {
-  const b = new ApiLlmBackend({ apiKey: '', maxRetries: 2, retryDelayMs: 10, ...options });
-  backends.push(b);
-  return b;
-}
+const { fixture, backend } = apiTestScope({ apiKey: '', maxRetries: 2, retryDelayMs: 10 });
 
 async function failure(promise: Promise<unknown>): Promise<LlamaError> {
   try {

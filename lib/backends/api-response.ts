@@ -64,17 +64,16 @@ function optionalString(where: string, path: string, value: unknown): string | u
   return value;
 }
 
-function count(where: string, path: string, value: unknown): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) malformed(where, path, 'a whole number ≥ 0', value);
-  return value;
+/** An optional number ≥ 0 that passes `test` (whole for counts, finite for durations). */
+function nonNegative(test: (n: number) => boolean, expected: string) {
+  return (where: string, path: string, value: unknown): number | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'number' || !test(value) || value < 0) malformed(where, path, expected, value);
+    return value;
+  };
 }
-
-function duration(where: string, path: string, value: unknown): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) malformed(where, path, 'a finite number ≥ 0', value);
-  return value;
-}
+const count = nonNegative(Number.isSafeInteger, 'a whole number ≥ 0');
+const duration = nonNegative(Number.isFinite, 'a finite number ≥ 0');
 
 function checkUsage(where: string, value: unknown): Usage | undefined {
   if (value === undefined || value === null) return undefined;

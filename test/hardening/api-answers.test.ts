@@ -1,32 +1,16 @@
 import type { ServerResponse } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { ApiLlmBackend, LlamaError, type ApiLlmBackendOptions } from '../../lib';
+import { LlamaError } from '../../lib';
 import { captureLogger } from '../support/capture-logger';
-import { completionBody, json, startHttpFixture, type HttpFixture } from '../support/http-fixture';
+import { apiTestScope } from '../support/api-scope';
+import { completionBody, json } from '../support/http-fixture';
 
 // Answers from a server we do not control, each served by a real HTTP server on 127.0.0.1: a stream without end,
 // answers of any size, fields of the wrong shape, redirects to another origin. Each ends in a result or a typed
 // error, in bounded time and memory.
 
-const fixtures: HttpFixture[] = [];
-const backends: ApiLlmBackend[] = [];
-afterEach(async () => {
-  await Promise.all(backends.splice(0).map((b) => b.dispose()));
-  await Promise.all(fixtures.splice(0).map((f) => f.close()));
-});
-
-async function fixture(handler: Parameters<typeof startHttpFixture>[0]): Promise<HttpFixture> {
-  const f = await startHttpFixture(handler);
-  fixtures.push(f);
-  return f;
-}
-
-function backend(options: ApiLlmBackendOptions): ApiLlmBackend {
-  const b = new ApiLlmBackend({ apiKey: '', maxRetries: 0, retryDelayMs: 10, logger: captureLogger(), ...options });
-  backends.push(b);
-  return b;
-}
+const { fixture, backend } = apiTestScope({ apiKey: '', maxRetries: 0, retryDelayMs: 10, logger: captureLogger() });
 
 /** Runs `work`, returning its value or typed error, how long it took, and how much the resident memory grew. */
 async function measured<T>(work: () => Promise<T>): Promise<{ value?: T; error?: LlamaError; ms: number; rssGrowth: number }> {

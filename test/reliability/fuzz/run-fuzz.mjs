@@ -12,12 +12,12 @@
 // (ulimit -v: a lying header cannot make it allocate gigabytes; a failed allocation shows up as an error or a crash)
 // and the child's peak resident memory after every case (reported; above rssLimitMb the case is a finding).
 
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { runInChildren } from './child-runner.mjs';
 import { GgufFuzzer } from './gguf-mutator.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -124,92 +124,33 @@ export async function runFuzz({
     if (rssMb > rssLimitMb && line.previousRss / 1024 <= rssLimitMb) finding(report.oversized, { index: line.i, source: line.source, description: line.d, peakRssMb: Math.round(rssMb) });
   }
 
-  /** Runs `indices` in one child; resolves with the indices not run because the child died. */
-  function runChild(batch) {
-    report.childProcesses++;
-    const job = { seed, sources: sources.map(({ name, path, vocabOnly }) => ({ name, path, vocabOnly })), indices: batch, tmpDir: tmpRoot };
-    // ulimit -v caps the address space (KiB); exec keeps the pid, so a kill reaches node itself.
-    const child = spawn('/bin/sh', ['-c', `ulimit -v ${addressSpaceMb * 1024} && exec "$0" "$@"`, process.execPath, CHILD], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, TEA_LLAMA_LOG: 'none' },
-    });
-    child.stdin.end(JSON.stringify(job));
-    let stderr = '';
-    child.stderr.on('data', (d) => {
-      stderr = (stderr + d.toString()).slice(-4000);
-    });
-    let buffered = '';
-    let current; // { line, at }
-    let lastDone = -1;
-    let ended = false;
-    let killedForHang = false;
-    let previousRss = 0;
-    const starts = new Map();
-    child.stdout.on('data', (d) => {
-      buffered += d.toString();
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const text = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let line;
-        try {
-          line = JSON.parse(text);
-        } catch {
-          continue; // not ours (a stray print from native code)
-        }
-        if (line.t === 'start') {
-          current = { line, at: performance.now() };
-          starts.set(line.i, line);
-        } else if (line.t === 'done') {
-          const start = starts.get(line.i);
-          record({ ...line, source: start?.source, d: start?.d, previousRss });
-          previousRss = line.rss;
-          lastDone = batch.indexOf(line.i);
-          current = undefined;
-          if (report.done % 250 === 0) log(`${report.done}/${report.cases} cases, ${Math.round((performance.now() - started) / 1000)} s`);
-        } else if (line.t === 'end') ended = true;
-      }
-    });
-    const watchdog = setInterval(() => {
-      if (current && performance.now() - current.at > caseTimeoutMs) {
-        killedForHang = true;
-        child.kill('SIGKILL');
-      }
-    }, 200);
-    return new Promise((done, fail) => {
-      child.on('error', fail);
-      child.on('close', (exitCode, signal) => {
-        clearInterval(watchdog);
-        if (ended && exitCode === 0) return done([]);
-        const victim = current?.line;
-        if (!victim && lastDone < 0) {
-          // Nothing ran: the child cannot start at all (dist/ missing, a broken addon). Not a fuzz finding.
-          return fail(new Error(`fuzz child exited with ${signal ?? exitCode} before its first case:\n${stderr}`));
-        }
-        const item = {
-          index: victim ? victim.i : batch[lastDone],
-          source: victim?.source,
-          description: victim ? victim.d : 'after this case, between cases',
-          exit: signal ?? exitCode,
-          stderr: stderr.slice(-1500),
-        };
-        if (killedForHang) finding(report.hangs, { ...item, timeoutMs: caseTimeoutMs });
-        else finding(report.crashes, item);
-        const from = victim ? batch.indexOf(victim.i) + 1 : lastDone + 1;
-        done(batch.slice(from));
-      });
-    });
-  }
-
-  const queue = [...all];
-  async function lane() {
-    while (queue.length > 0) {
-      let batch = queue.splice(0, batchSize);
-      while (batch.length > 0) batch = await runChild(batch);
-    }
-  }
   try {
-    await Promise.all(Array.from({ length: Math.max(1, parallel) }, () => lane()));
+    await runInChildren({
+      name: 'fuzz',
+      script: CHILD,
+      indices: all,
+      batchSize,
+      parallel,
+      caseTimeoutMs,
+      addressSpaceMb,
+      job: (batch) => ({ seed, sources: sources.map(({ name, path, vocabOnly }) => ({ name, path, vocabOnly })), indices: batch, tmpDir: tmpRoot }),
+      onSpawn: () => report.childProcesses++,
+      onDone: (line, start, previousRss) => {
+        record({ ...line, source: start?.source, d: start?.d, previousRss });
+        if (report.done % 250 === 0) log(`${report.done}/${report.cases} cases, ${Math.round((performance.now() - started) / 1000)} s`);
+      },
+      onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
+        const item = {
+          index: start ? start.i : lastIndex,
+          source: start?.source,
+          description: start ? start.d : 'after this case, between cases',
+          exit,
+          stderr,
+        };
+        if (hung) finding(report.hangs, { ...item, timeoutMs: caseTimeoutMs });
+        else finding(report.crashes, item);
+      },
+    });
   } finally {
     rmSync(tmpRoot, { recursive: true, force: true });
   }

@@ -9,11 +9,11 @@
 //
 // Needs dist/ (npm run build:ts), the native addon and ../shared/models/stories260K.gguf (or TEA_TEST_MODELS_DIR).
 // Per case: a time limit (a hang), an address-space cap (ulimit -v) and the child's peak resident memory.
-import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { runInChildren } from './child-runner.mjs';
 import { TemplateFuzzer } from './template-mutator.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,75 +47,29 @@ export async function runTemplateFuzz({
     log(`FINDING ${JSON.stringify(item)}`);
   };
 
-  function runChild(batch) {
-    const child = spawn('/bin/sh', ['-c', `ulimit -v ${addressSpaceMb * 1024} && exec "$0" "$@"`, process.execPath, CHILD], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, TEA_LLAMA_LOG: 'none' },
-    });
-    child.stdin.end(JSON.stringify({ seed, model, templatesDir, indices: batch, limits }));
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
-    let buffered = '';
-    let current;
-    let lastDone = -1;
-    let ended = false;
-    let hung = false;
-    child.stdout.on('data', (d) => {
-      buffered += d.toString();
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const text = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let line;
-        try {
-          line = JSON.parse(text);
-        } catch {
-          continue;
-        }
-        if (line.t === 'start') current = { line, at: performance.now() };
-        else if (line.t === 'done') {
-          report.done++;
-          report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
-          const kind = current?.line.kind;
-          report.kinds[kind] = (report.kinds[kind] ?? 0) + 1;
-          const rssMb = line.rss / 1024;
-          if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
-          if (line.result !== 'ok' && !EXPECTED_TEMPLATE_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: current?.line.d, result: line.result });
-          if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: current?.line.d, peakRssMb: Math.round(rssMb) });
-          report.peakRssMb = Math.max(report.peakRssMb, rssMb);
-          lastDone = batch.indexOf(line.i);
-          current = undefined;
-        } else if (line.t === 'end') ended = true;
-      }
-    });
-    const watchdog = setInterval(() => {
-      if (current && performance.now() - current.at > caseTimeoutMs) {
-        hung = true;
-        child.kill('SIGKILL');
-      }
-    }, 200);
-    return new Promise((done, fail) => {
-      child.on('error', fail);
-      child.on('close', (exitCode, signal) => {
-        clearInterval(watchdog);
-        if (ended && exitCode === 0) return done([]);
-        const victim = current?.line;
-        if (!victim && lastDone < 0) return fail(new Error(`template fuzz child exited with ${signal ?? exitCode} before its first case:\n${stderr}`));
-        const item = { index: victim ? victim.i : batch[lastDone], description: victim?.d ?? 'between cases', exit: signal ?? exitCode, stderr: stderr.slice(-1500) };
-        finding(hung ? report.hangs : report.crashes, item);
-        done(batch.slice(victim ? batch.indexOf(victim.i) + 1 : lastDone + 1));
-      });
-    });
-  }
-
-  const queue = Array.from({ length: cases }, (_, i) => i);
-  async function lane() {
-    while (queue.length > 0) {
-      let batch = queue.splice(0, batchSize);
-      while (batch.length > 0) batch = await runChild(batch);
-    }
-  }
-  await Promise.all(Array.from({ length: parallel }, lane));
+  await runInChildren({
+    name: 'template fuzz',
+    script: CHILD,
+    indices: Array.from({ length: cases }, (_, i) => i),
+    batchSize,
+    parallel,
+    caseTimeoutMs,
+    addressSpaceMb,
+    job: (batch) => ({ seed, model, templatesDir, indices: batch, limits }),
+    onDone: (line, start) => {
+      report.done++;
+      report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
+      report.kinds[start?.kind] = (report.kinds[start?.kind] ?? 0) + 1;
+      const rssMb = line.rss / 1024;
+      if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
+      if (line.result !== 'ok' && !EXPECTED_TEMPLATE_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: start?.d, result: line.result });
+      if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: start?.d, peakRssMb: Math.round(rssMb) });
+      report.peakRssMb = Math.max(report.peakRssMb, rssMb);
+    },
+    onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
+      finding(hung ? report.hangs : report.crashes, { index: start ? start.i : lastIndex, description: start?.d ?? 'between cases', exit, stderr });
+    },
+  });
   report.peakRssMb = Math.round(report.peakRssMb);
   report.elapsedMs = Math.round(performance.now() - started);
   return report;

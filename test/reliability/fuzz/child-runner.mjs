@@ -1,0 +1,85 @@
+// What both fuzz runners (run-fuzz.mjs, run-template-fuzz.mjs) share: their cases run in batches in child processes,
+// each child under an address-space cap (ulimit -v) and a per-case time limit, and reporting each case on stdout as
+// JSON lines (`start` before a case, `done` after it, `end` at the close). When a child dies or hangs, the last
+// `start` names the case that did it, and the rest of its batch goes on in a new child.
+import { spawn } from 'node:child_process';
+
+/**
+ * Runs `indices` in children of `script`, `parallel` at a time, `batchSize` cases per child.
+ * - job(batch): what the child reads on stdin;
+ * - onDone(done, start, previousRss): a case's `done` line, its `start` line, the child's RSS before it;
+ * - onDeath({ start, lastIndex, exit, stderr, hung }): a child that crashed (or was killed for a hang) after its
+ *   first case; `start` is the case running then, if any, `lastIndex` the last case done.
+ * A child that dies before its first case cannot start at all (dist/ missing, a broken addon): that rejects.
+ */
+export async function runInChildren({ name, script, indices, batchSize, parallel, caseTimeoutMs, addressSpaceMb, job, onDone, onDeath, onSpawn = () => undefined }) {
+  function runChild(batch) {
+    onSpawn();
+    // exec keeps the pid, so a kill reaches node itself.
+    const child = spawn('/bin/sh', ['-c', `ulimit -v ${addressSpaceMb * 1024} && exec "$0" "$@"`, process.execPath, script], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, TEA_LLAMA_LOG: 'none' },
+    });
+    child.stdin.end(JSON.stringify(job(batch)));
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    let buffered = '';
+    let current; // { line, at }
+    let lastDone = -1;
+    let ended = false;
+    let hung = false;
+    let previousRss = 0;
+    const starts = new Map();
+    child.stdout.on('data', (d) => {
+      buffered += d.toString();
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const text = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let line;
+        try {
+          line = JSON.parse(text);
+        } catch {
+          continue; // not ours (a stray print from native code)
+        }
+        if (line.t === 'start') {
+          current = { line, at: performance.now() };
+          starts.set(line.i, line);
+        } else if (line.t === 'done') {
+          onDone(line, starts.get(line.i), previousRss);
+          previousRss = line.rss;
+          lastDone = batch.indexOf(line.i);
+          current = undefined;
+        } else if (line.t === 'end') ended = true;
+      }
+    });
+    const watchdog = setInterval(() => {
+      if (current && performance.now() - current.at > caseTimeoutMs) {
+        hung = true;
+        child.kill('SIGKILL');
+      }
+    }, 200);
+    return new Promise((done, fail) => {
+      child.on('error', fail);
+      child.on('close', (exitCode, signal) => {
+        clearInterval(watchdog);
+        if (ended && exitCode === 0) return done([]);
+        const start = current?.line;
+        if (!start && lastDone < 0) return fail(new Error(`${name} child exited with ${signal ?? exitCode} before its first case:\n${stderr}`));
+        onDeath({ start, lastIndex: batch[lastDone], exit: signal ?? exitCode, stderr: stderr.slice(-1500), hung });
+        done(batch.slice(start ? batch.indexOf(start.i) + 1 : lastDone + 1));
+      });
+    });
+  }
+
+  const queue = [...indices];
+  async function lane() {
+    while (queue.length > 0) {
+      let batch = queue.splice(0, batchSize);
+      while (batch.length > 0) batch = await runChild(batch);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, parallel) }, lane));
+}
