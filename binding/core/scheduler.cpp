@@ -460,17 +460,12 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       Finish(slot, "length", events);
       continue;
     }
-    llama_token token;
-    if (slot.sampler) {
-      token = Sample(slot.sampler.get(), ctx_, slot.batchIndex);
-    } else {
-      const float* logits = llama_get_logits_ith(ctx_, slot.batchIndex);
-      if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
-      token = ArgMax(logits, vocabSize_);
-    }
+    const float* logits = llama_get_logits_ith(ctx_, slot.batchIndex);
+    if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
+    const llama_token token = slot.sampler ? Sample(slot.sampler.get(), ctx_, slot.batchIndex) : ArgMax(logits, vocabSize_);
     // A model whose metadata makes it compute NaN (rope.freq_base = 0, ...) would sample garbage: one float per
     // step tells (a NaN row yields a NaN for whatever token comes out of it).
-    if (const float* row = llama_get_logits_ith(ctx_, slot.batchIndex); row != nullptr && !std::isfinite(row[token])) {
+    if (!std::isfinite(logits[token])) {
       Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
       continue;
     }
