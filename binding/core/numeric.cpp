@@ -4,20 +4,12 @@
 #include <cstdlib>
 #include <vector>
 
+#include "text_utils.h"
+
 namespace tea {
 
-namespace {
-
-std::string Meta(const llama_model* model, const std::string& key) {
-  char buf[128];
-  const int32_t n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof(buf));
-  return n < 0 ? std::string() : std::string(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
-}
-
-}  // namespace
-
 std::string NonFiniteMessage(const llama_model* model, const std::string& what) {
-  const std::string arch = Meta(model, "general.architecture");
+  const std::string arch = MetaString(model, "general.architecture");
   // Keys whose value makes the computation NaN or Inf when it is zero or negative (rope frequencies: 0^-x; norm
   // epsilons: 1/sqrt(0) on a zero row).
   const std::vector<std::string> positive = {
@@ -28,7 +20,7 @@ std::string NonFiniteMessage(const llama_model* model, const std::string& what) 
   };
   std::string found;
   for (const std::string& key : positive) {
-    const std::string value = Meta(model, key);
+    const std::string value = MetaString(model, key.c_str());
     if (value.empty()) continue;
     char* end = nullptr;
     const double x = std::strtod(value.c_str(), &end);

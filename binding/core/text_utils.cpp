@@ -173,4 +173,8 @@ size_t FindStop(const std::string& text, const std::vector<std::string>& stops, 
   return earliest;
 }
 
+std::string MetaString(const llama_model* model, const char* key) {
+  return ReadString([&](char* buf, size_t size) { return llama_model_meta_val_str(model, key, buf, size); });
+}
+
 }  // namespace tea

@@ -17,6 +17,23 @@ constexpr size_t kTokenizeDirectBytes = 4096;
 constexpr size_t kTokenizePieceBytes = 1024;
 constexpr size_t kMaxUnsplitSpecials = 16384;
 
+// llama.cpp's string getters write at most `size` bytes and return the full length: read, and retry once with
+// a buffer that fits when the value was longer.
+template <typename Read>
+std::string ReadString(Read&& read) {
+  char small[256];
+  const int32_t n = read(small, sizeof(small));
+  if (n < 0) return "";
+  if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(n) + 1, '\0');
+  read(big.data(), big.size());
+  big.resize(static_cast<size_t>(n));
+  return big;
+}
+
+// A metadata value of the model as a string, whole ("" when the key is absent).
+std::string MetaString(const llama_model* model, const char* key);
+
 // A std::logic_error from llama.cpp's tokenizer (a token the vocabulary lacks) becomes ERR_MODEL_INVALID.
 // `stop`, when given, is polled between pieces (any thread: the caller's); true ends it with ERR_ABORTED.
 std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& text, bool addSpecial, bool parseSpecial,

@@ -18,24 +18,6 @@ namespace tea {
 
 namespace {
 
-// llama.cpp's string getters write at most `size` bytes and return the full length: read, and retry once with
-// a buffer that fits when the value was longer.
-template <typename Read>
-std::string ReadString(Read&& read) {
-  char small[256];
-  const int32_t n = read(small, sizeof(small));
-  if (n < 0) return "";
-  if (static_cast<size_t>(n) < sizeof(small)) return std::string(small, static_cast<size_t>(n));
-  std::string big(static_cast<size_t>(n) + 1, '\0');
-  read(big.data(), big.size());
-  big.resize(static_cast<size_t>(n));
-  return big;
-}
-
-std::string MetaString(const llama_model* model, const char* key) {
-  return ReadString([&](char* buf, size_t size) { return llama_model_meta_val_str(model, key, buf, size); });
-}
-
 int32_t MetaInt(const llama_model* model, const std::string& key, int32_t fallback) {
   const std::string value = MetaString(model, key.c_str());
   if (value.empty()) return fallback;
