@@ -100,6 +100,15 @@ describe.runIf(haveSources)('fuzzing model files', () => {
     LIMIT_MS,
   );
 
+  it('a case is the same file whatever cases came before it in the process (replaying one reproduces it)', () => {
+    const sources = defaultSources().map((s: Source) => ({ ...s, buffer: readFileSync(s.path) }));
+    const alone = new GgufFuzzer(sources, SEED).case(1689).buffer as Buffer;
+    const after = new GgufFuzzer(sources, SEED);
+    // Case 1652 writes -Infinity over the weights: 1689 once inherited them and computed NaN (ERR_NUMERIC).
+    for (let i = 1600; i < 1689; i++) after.case(i);
+    expect(Buffer.compare(after.case(1689).buffer as Buffer, alone)).toBe(0);
+  });
+
   it(`the TypeScript GGUF reader and auto-configuration on ${READER_CASES} random and every fixed mutated file, in-process`, async () => {
     const sources = (defaultSources() as Source[]).map((s) => ({ ...s, buffer: readFileSync(s.path) }));
     const fuzzer = new GgufFuzzer(sources, SEED + 1000);

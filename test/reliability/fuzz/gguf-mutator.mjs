@@ -674,6 +674,9 @@ const MUTATIONS = {
     const value = r.pick([NaN, Infinity, -Infinity, 3.4e38, 1e-45]);
     const start = r.int(doc.data.length >> 2) << 2;
     const n = r.pick([1, 64, 4096, doc.data.length]);
+    // clone() shares the data section with the source: written in place, these floats would be in every later
+    // case of the process (a case's file must depend on its index alone, or replaying it would not reproduce it).
+    doc.data = Buffer.from(doc.data);
     for (let p = start; p + 4 <= doc.data.length && p < start + n * 4; p += 4) doc.data.writeFloatLE(value, p);
     return `weights from ${start}: ${value}`;
   },
