@@ -44,6 +44,13 @@ void ContextCreateWorker::Run() {
     params.n_ubatch = std::min(params.n_ubatch, params.n_batch);
   }
   params.n_seq_max = static_cast<uint32_t>(options_.sequences);
+  if (!options_.embeddings) {
+    // The scheduler asks for one output per sequence and batch (a prompt's last token, or a generating sequence's
+    // token), as llama-server does; left at 0, llama.cpp sizes the logits buffer and the reserved graph for n_batch
+    // outputs (512 x n_vocab floats: 64 MiB for a 32k vocabulary).
+    params.n_outputs_max = static_cast<uint32_t>(options_.sequences);
+    params.n_outputs_max_per_seq = 1;
+  }
   // One KV cache shared by every sequence, as llama-server does: a long request may use what the others do not.
   // A single sequence has nothing to share, and a unified cache makes llama.cpp check all LLAMA_MAX_SEQ (256)
   // sequence ids, pairwise, on every decode (llama_batch_allocr::init: measured 0.15 ms per token on stories260K,
