@@ -3,7 +3,18 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, LlamaError, type ChatMessage, type GenerationDelta, type LlamaModel, type ToolDefinition } from '../lib';
+import {
+  ApiLlmBackend,
+  loadModel,
+  LlamaError,
+  LocalLlmBackend,
+  silentLogger,
+  type ChatMessage,
+  type GenerationDelta,
+  type LlamaModel,
+  type LlmBackend,
+  type ToolDefinition,
+} from '../lib';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, repoRoot, STORIES } from './support/models';
 
@@ -238,5 +249,34 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
     // JSON through a built-in template: the schema's grammar applies to the plain prompt.
     const json = await model.chat([{ role: 'user', content: 'x' }], { template: 'chatml', jsonSchema: PERSON, seed: 5, maxTokens: 256 });
     expect(isPerson(json.parsed), json.text).toBe(true);
+  });
+
+  it('one program, the same answers locally and through ApiLlmBackend against llama-server --jinja', async () => {
+    const api = new ApiLlmBackend({ baseUrl: server.baseUrl, maxRetries: 0, logger: silentLogger });
+    const local = new LocalLlmBackend({ modelPath: modelPath(STORIES), chatFormat: functionary, contextSize: 4096, threads: 2, logger: silentLogger });
+    const messages: ChatMessage[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
+    const program = async (backend: LlmBackend) => {
+      const call = await backend.chat(messages, { tools: [WEATHER], toolChoice: 'required', temperature: 0, maxTokens: 60 });
+      const deltas: GenerationDelta[] = [];
+      const streamed = await backend.streamChat(messages, undefined, { tools: [WEATHER], toolChoice: 'required', temperature: 0, maxTokens: 60, onDelta: (d) => deltas.push(d) });
+      const json = await backend.call({ prompt: 'Lily and Ben', jsonSchema: PERSON, temperature: 0, maxTokens: 128 });
+      return {
+        calls: call.toolCalls?.map((c) => c.function),
+        streamedCalls: streamed.toolCalls?.map((c) => c.function),
+        streamedArgs: deltas.flatMap((d) => d.toolCalls ?? []).map((t) => t.function.arguments ?? '').join(''),
+        text: call.text,
+        json: json.parsed,
+        jsonText: json.text,
+      };
+    };
+    try {
+      const [viaApi, viaLocal] = [await program(api), await program(local)];
+      expect(viaLocal.calls?.length).toBeGreaterThan(0);
+      expect(viaLocal).toEqual(viaApi);
+      expect(isPerson(viaApi.json)).toBe(true);
+    } finally {
+      await api.dispose();
+      await local.dispose();
+    }
   });
 });

@@ -278,3 +278,26 @@ export function hasToolMessages(messages: readonly { role: string; toolCalls?: u
   return messages.some((m) => m.role === 'tool' || m.toolCalls !== undefined || m.toolCallId !== undefined);
 }
 
+
+/** The options object that resolves to `s` again (a backend hands a resolved request to LlamaModel). */
+export function structuredOptions(s: ResolvedStructured): StructuredOptions {
+  const out: StructuredOptions = {};
+  if (s.grammar !== undefined) out.grammar = s.grammar;
+  if (s.responseFormat !== undefined) out.responseFormat = s.responseFormat;
+  else if (s.jsonSchema !== undefined) out.jsonSchema = s.jsonSchema;
+  if (s.tools !== undefined) out.tools = s.tools;
+  if (s.toolName !== undefined) out.toolChoice = { type: 'function', function: { name: s.toolName } };
+  else if (s.toolChoice !== undefined) out.toolChoice = s.toolChoice;
+  if (s.parallelToolCalls !== undefined) out.parallelToolCalls = s.parallelToolCalls;
+  if (s.reasoningFormat !== undefined) out.reasoningFormat = s.reasoningFormat;
+  if (s.enableThinking !== undefined) out.enableThinking = s.enableThinking;
+  if (s.chatTemplateKwargs !== undefined) out.chatTemplateKwargs = s.chatTemplateKwargs;
+  if (s.onDelta !== undefined) out.onDelta = s.onDelta;
+  return out;
+}
+
+/** What identifies the structured part of a request in a cache key (everything but the callback). */
+export function structuredCacheKey(s: ResolvedStructured): Record<string, unknown> {
+  const { onDelta: _, ...rest } = structuredOptions(s);
+  return rest;
+}
