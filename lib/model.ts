@@ -24,6 +24,8 @@ import { checkHyperparameters, checkTensors } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
+  ChatParseOptions,
+  ChatParseResult,
   ChatPrepareOptions,
   ChatTemplateLimits,
   ChatTemplateResult,
@@ -381,6 +383,34 @@ export class LlamaModel implements AsyncDisposable {
     const templateOpts = Object.fromEntries(Object.entries(opts).filter(([k]) => templateKeys.has(k)));
     const call = resolveTemplateCall(messages, templateOpts, 'prepareChat()');
     return this.#render(call, structured, true);
+  }
+
+  /**
+   * Parses a model's answer as llama.cpp does for the conversation `prepared` came from (common_chat_parse with
+   * its format and parser): the content, the reasoning (with `reasoningFormat` other than 'none') and the tool
+   * calls. `partial`: the answer is still being generated (a stream's text so far). On the calling thread.
+   */
+  parseChat(text: string, prepared: ChatTemplateResult, options: ChatParseOptions = {}): ChatParseResult {
+    this.#checkOpen();
+    requireString(text, 'text');
+    const p = requireObject(prepared, 'prepared');
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['reasoningFormat', 'parseToolCalls', 'partial'], 'parseChat() options');
+    const structured = resolveStructured({ reasoningFormat: opts.reasoningFormat });
+    const parseToolCalls = optionalBool(opts.parseToolCalls, 'parseToolCalls') ?? true;
+    const partial = optionalBool(opts.partial, 'partial') ?? false;
+    const json = JSON.stringify({
+      format: optionalInt(p.format, 'prepared.format', 0, 1000) ?? 0,
+      reasoningFormat: structured.reasoningFormat ?? 'none',
+      generationPrompt: p.generationPrompt === undefined ? '' : requireString(p.generationPrompt, 'prepared.generationPrompt'),
+      parser: p.parser === undefined ? '' : requireString(p.parser, 'prepared.parser'),
+      parseToolCalls,
+    });
+    return this.#call(() => {
+      const parser = new (getBinding().ChatParser)(json);
+      const { message } = JSON.parse(parser.update(text, partial)) as NativeChatParse;
+      return message;
+    });
   }
 
   /** Renders through the native template thread; `full`: the JSON of common_chat_params, parsed. */

@@ -142,6 +142,22 @@ export interface ChatPrepareOptions extends ChatTemplateOptions {
   chatTemplateKwargs?: Record<string, unknown>;
 }
 
+export interface ChatParseOptions {
+  /** As the request's `reasoningFormat`. Default 'none'. */
+  reasoningFormat?: ReasoningFormat;
+  /** Parse tool calls (a request with tools). Default true. */
+  parseToolCalls?: boolean;
+  /** The text is a stream's output so far. Default false. */
+  partial?: boolean;
+}
+
+/** A parsed answer (llama.cpp's common_chat_msg). */
+export interface ChatParseResult {
+  content: string;
+  reasoningContent: string;
+  toolCalls: ToolCall[];
+}
+
 /** Everything llama.cpp's common_chat_templates_apply computes for a conversation (what llama-server uses). */
 export interface ChatTemplateResult {
   prompt: string;
