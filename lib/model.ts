@@ -183,7 +183,12 @@ function openAiInputs(messages: ChatMessage[], s: ResolvedStructured): string {
     ...(s.grammar !== undefined ? { grammar: s.grammar } : {}),
     ...(s.jsonSchema !== undefined ? { json_schema: s.jsonSchema } : {}),
     ...(s.reasoningFormat !== undefined ? { reasoning_format: s.reasoningFormat } : {}),
-    ...(s.enableThinking !== undefined ? { enable_thinking: s.enableThinking } : {}),
+    // As llama-server: a boolean enable_thinking among the kwargs also sets the flag the parser and grammar use.
+    ...(s.enableThinking !== undefined
+      ? { enable_thinking: s.enableThinking }
+      : typeof s.chatTemplateKwargs?.enable_thinking === 'boolean'
+        ? { enable_thinking: s.chatTemplateKwargs.enable_thinking }
+        : {}),
     ...(s.chatTemplateKwargs !== undefined ? { chat_template_kwargs: s.chatTemplateKwargs } : {}),
   });
 }

@@ -279,4 +279,34 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
       await local.dispose();
     }
   });
+
+  it('reasoning: reasoningContent apart from the content, streamed apart; enableThinking and chatTemplateKwargs reach the template', async () => {
+    const r1 = template('deepseek-ai-DeepSeek-R1-Distill-Qwen-32B');
+    const messages: ChatMessage[] = [{ role: 'user', content: 'Tell me a story.' }];
+    const chunks: string[] = [];
+    const deltas: GenerationDelta[] = [];
+    const r = await model.chat(messages, {
+      template: r1, reasoningFormat: 'deepseek', temperature: 0, maxTokens: 40, onChunk: (c) => chunks.push(c), onDelta: (d) => deltas.push(d),
+    });
+    // The prompt opens <think>; stories260K never closes it: all of it is reasoning, none content.
+    expect(r.reasoningContent!.length).toBeGreaterThan(10);
+    expect(r.text).toBe('');
+    expect(chunks).toEqual([]);
+    expect(deltas.map((d) => d.reasoningContent ?? '').join('')).toBe(r.reasoningContent);
+    expect(deltas.every((d) => d.content === undefined)).toBe(true);
+    // With 'none' the same tokens stay in the content.
+    const plain = await model.chat(messages, { template: r1, reasoningFormat: 'none', temperature: 0, maxTokens: 40 });
+    expect(plain.reasoningContent).toBeUndefined();
+    expect(plain.text).toContain(r.reasoningContent!.trim().slice(0, 20));
+
+    const qwen3 = template('Qwen-Qwen3-0.6B');
+    const thinking = await model.prepareChat(messages, { template: qwen3 });
+    const noThinking = await model.prepareChat(messages, { template: qwen3, enableThinking: false });
+    const viaKwargs = await model.prepareChat(messages, { template: qwen3, chatTemplateKwargs: { enable_thinking: false } });
+    expect(noThinking.prompt).not.toBe(thinking.prompt);
+    expect(noThinking.prompt).toContain('<think>\n\n</think>');
+    expect(viaKwargs.prompt).toBe(noThinking.prompt);
+    expect(thinking.supportsThinking).toBe(true);
+    expect(thinking.thinkingStartTag).toBe('<think>');
+  });
 });
