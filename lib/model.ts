@@ -9,6 +9,7 @@ import {
   checkCompletionStructured,
   checkMessageExtras,
   hasToolMessages,
+  MAX_GRAMMAR_BYTES,
   needsChatLayer,
   parseJson,
   resolveStructured,
@@ -210,17 +211,18 @@ interface ChatLayer {
 function chatLayer(params: ChatTemplateResult, s: ResolvedStructured): ChatLayer {
   return {
     // As llama-server: a grammar from the template's result is of the tool-calls kind (prefilled with the
-    // generation prompt when it is not lazy).
-    grammar: params.grammar
-      ? {
+    // generation prompt when it is not lazy). Some of llama.cpp's format handlers (Functionary v3.2 without
+    // tools) drop the schema: then it constrains the answer directly, never silently ignored.
+    grammar: !params.grammar
+      ? plainGrammar(s)
+      : {
           grammar: params.grammar,
           grammarKind: 'tool_calls',
           grammarLazy: params.grammarLazy,
           grammarTriggers: params.grammarTriggers,
           preservedTokens: params.preservedTokens,
           generationPrompt: params.generationPrompt,
-        }
-      : {},
+        },
     parserJson: JSON.stringify({
       format: params.format,
       reasoningFormat: s.reasoningFormat ?? 'none',
@@ -565,6 +567,9 @@ export class LlamaModel implements AsyncDisposable {
       return this.#generate(await this.#render(call, undefined, false), request, plainGrammar(s), undefined);
     }
     const params = await this.#render(call, s, true);
+    if (Buffer.byteLength(params.grammar) > MAX_GRAMMAR_BYTES) {
+      throw new LlamaError('ERR_INVALID_SCHEMA', `the grammar llama.cpp made of the tools and schema has ${Buffer.byteLength(params.grammar)} bytes, more than ${MAX_GRAMMAR_BYTES}`);
+    }
     const layer = chatLayer(params, s);
     return this.#generate(params.prompt, request, layer.grammar, layer);
   }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   ApiLlmBackend,
+  createLlmActions,
   loadModel,
   LlamaError,
   LocalLlmBackend,
@@ -308,5 +309,25 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
     expect(viaKwargs.prompt).toBe(noThinking.prompt);
     expect(thinking.supportsThinking).toBe(true);
     expect(thinking.thinkingStartTag).toBe('<think>');
+  });
+
+  it('a workflow llm.chat node with tools and response_format params', async () => {
+    const backend = new LocalLlmBackend({ modelPath: modelPath(STORIES), chatFormat: functionary, contextSize: 4096, threads: 2, logger: silentLogger });
+    try {
+      const actions = createLlmActions({ backend });
+      const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
+      const called = await actions['llm.chat'].withMeta({ messages, tools: [WEATHER], tool_choice: 'required', temperature: 0, max_tokens: 60 });
+      const calls = called.meta.tool_calls as { function: { name: string } }[];
+      expect(calls.length).toBeGreaterThan(0);
+      expect(calls[0]!.function.name).toBe('get_weather');
+      const json = await actions['llm.chat'].withMeta({
+        messages, response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } }, seed: 3, max_tokens: 256,
+      });
+      expect(isPerson(json.meta.parsed), String(json.value)).toBe(true);
+      expect(JSON.parse(json.value as string)).toEqual(json.meta.parsed);
+      await expect(actions['llm.chat']({ messages, tools: 'get_weather' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    } finally {
+      await backend.dispose();
+    }
   });
 });

@@ -17,7 +17,14 @@ std::string SchemaToGrammar(const std::string& schemaJson) {
     common_json schema = common_json::parse(schemaJson);
     // As llama-server: an empty schema means any object.
     if (schema.is_object() && schema.empty()) schema["type"] = "object";
-    return json_schema_to_grammar(schema);
+    std::string gbnf = json_schema_to_grammar(schema);
+    if (gbnf.size() > kMaxGrammarBytes) {
+      throw TeaError("ERR_INVALID_SCHEMA", "the grammar of the JSON schema has " + std::to_string(gbnf.size()) + " bytes, more than " +
+                                               std::to_string(kMaxGrammarBytes) + " (each sampling step costs time in proportion to its alternatives)");
+    }
+    return gbnf;
+  } catch (const TeaError&) {
+    throw;
   } catch (const std::bad_alloc&) {
     throw TeaError("ERR_OUT_OF_MEMORY", "out of memory while converting the JSON schema to a grammar");
   } catch (const std::exception& e) {

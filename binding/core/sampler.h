@@ -3,7 +3,9 @@
 #pragma once
 
 #include <memory>
+#include <cstddef>
 #include <set>
+#include <string>
 
 #include "llama.h"
 #include "task.h"
@@ -16,6 +18,9 @@ struct SamplerDeleter {
   void operator()(common_sampler* sampler) const;
 };
 using SamplerPtr = std::unique_ptr<common_sampler, SamplerDeleter>;
+
+// Largest grammar accepted (lib/engine/structured.ts MAX_GRAMMAR_BYTES, which explains it).
+constexpr size_t kMaxGrammarBytes = 128 * 1024;
 
 // The GBNF of a JSON Schema, by llama.cpp's json_schema_to_grammar. Throws ERR_INVALID_SCHEMA with its message.
 std::string SchemaToGrammar(const std::string& schemaJson);
