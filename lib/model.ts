@@ -166,7 +166,6 @@ function checkMessages(messages: unknown): ChatMessage[] {
     if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `messages[${i}] must be { role: string, content: string }`);
     }
-    rejectUnknownKeys(m, ['role', 'content', 'toolCalls', 'toolCallId', 'reasoningContent'], `messages[${i}]`);
     checkMessageExtras(m, i);
   });
   return messages as ChatMessage[];
