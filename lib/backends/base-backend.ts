@@ -3,7 +3,7 @@ import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
-import { checkMessageExtras, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
+import { checkCompletionStructured, checkMessageExtras, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
   BackendKind,
@@ -178,7 +178,10 @@ export abstract class BaseLlmBackend implements LlmBackend {
     const prompt = requireString(p.prompt, 'prompt');
     const { onChunk: _, ...rest } = p;
     if (_ !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', "onChunk is not a call() option: use stream(params, onChunk)");
-    return this.#prepare({ kind: 'prompt', prompt }, rest, `${this.kind} backend params`, ['prompt']);
+    const prepared = this.#prepare({ kind: 'prompt', prompt }, rest, `${this.kind} backend params`, ['prompt']);
+    // Tools and reasoning need a conversation, on every backend alike.
+    checkCompletionStructured(prepared.structured, 'call()/stream()');
+    return prepared;
   }
 
   #chatRequest(messages: ChatMessage[], options: LlmChatOptions): Prepared {
