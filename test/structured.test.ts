@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import {
   type LlmBackend,
   type ToolDefinition,
 } from '../lib';
+import { cliEnv, ensureCliBuilt, runCli } from './support/cli';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, repoRoot, STORIES } from './support/models';
 
@@ -329,5 +331,23 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
     } finally {
       await backend.dispose();
     }
+  });
+
+  it('the command line: complete --json-schema (inline or a file) and --grammar FILE', async () => {
+    ensureCliBuilt();
+    const env = cliEnv();
+    const base = ['complete', '--model', modelPath(STORIES), '--temperature', '0', '-n', '200', '--json'];
+    const inline = await runCli([...base, '--json-schema', JSON.stringify(PERSON), 'Once upon a time'], { env });
+    expect(inline.code, inline.stderr).toBe(0);
+    expect(isPerson(JSON.parse(inline.stdout).parsed)).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), 'tea-structured-'));
+    writeFileSync(join(dir, 'yes.gbnf'), 'root ::= ("yes" | "no") "."');
+    const grammar = await runCli([...base, '--grammar', join(dir, 'yes.gbnf'), 'Once upon a time'], { env });
+    expect(grammar.code, grammar.stderr).toBe(0);
+    expect(JSON.parse(grammar.stdout).content).toMatch(/^(yes|no)\.$/);
+    const unsupported = await runCli([...base, '--json-schema', '{"type":"frob"}', 'x'], { env });
+    expect(unsupported.code).not.toBe(0);
+    expect(unsupported.stderr).toContain('ERR_INVALID_SCHEMA');
+    expect((await runCli([...base, '--grammar', join(dir, 'missing.gbnf'), 'x'], { env })).code).toBe(2);
   });
 });
