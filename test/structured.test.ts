@@ -10,6 +10,7 @@ import {
   loadModel,
   LlamaError,
   LocalLlmBackend,
+  MockLlmBackend,
   silentLogger,
   type ChatMessage,
   type GenerationDelta,
@@ -349,5 +350,15 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
     expect(unsupported.code).not.toBe(0);
     expect(unsupported.stderr).toContain('ERR_INVALID_SCHEMA');
     expect((await runCli([...base, '--grammar', join(dir, 'missing.gbnf'), 'x'], { env })).code).toBe(2);
+  });
+
+  it('the mock backend parses its JSON answers too, and every backend refuses tools on call()', async () => {
+    const mock = new MockLlmBackend({ responses: { who: '{"name":"Tom","age":3,"pet":"cat"}' } });
+    const r = await mock.call({ prompt: 'who', jsonSchema: PERSON });
+    expect(r.parsed).toEqual({ name: 'Tom', age: 3, pet: 'cat' });
+    expect((await mock.call({ prompt: 'who' })).parsed).toBeUndefined();
+    expect(await code(mock.call({ prompt: 'who', tools: [WEATHER] }))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await code(mock.call({ prompt: 'who', jsonSchema: { type: 'object' }, grammar: 'root ::= "a"' }))).toBe('ERR_INVALID_ARGUMENT');
+    await mock.dispose();
   });
 });

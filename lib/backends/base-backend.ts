@@ -3,7 +3,7 @@ import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
-import { checkCompletionStructured, checkMessageExtras, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
+import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
   BackendKind,
@@ -258,7 +258,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
       finishReason: engine.finishReason,
       cached: false,
       timings: { totalMs: performance.now() - started },
-      ...(engine.parsed !== undefined ? { parsed: engine.parsed } : {}),
+      // Every backend alike (the mock's scripted text too): JSON asked for, the text parsed.
+      ...(structured.json ? { parsed: engine.parsed ?? parseJson(engine.content) } : {}),
       ...(engine.toolCalls !== undefined ? { toolCalls: engine.toolCalls } : {}),
       ...(engine.reasoningContent !== undefined ? { reasoningContent: engine.reasoningContent } : {}),
     };
