@@ -15,6 +15,7 @@ import {
   resolveStructured,
   toOpenAiMessage,
   type GenerationDelta,
+  type ParsedOf,
   type ResolvedStructured,
 } from './engine/structured';
 import { LlamaError, toLlamaError } from './errors';
@@ -172,6 +173,9 @@ function checkMessages(messages: unknown): ChatMessage[] {
 }
 
 const TEMPLATE_KEYS = ['template', 'addAssistant', 'limits', 'signal'] as const;
+
+/** A result whose `parsed` has the type of the literal schema in the options (unknown otherwise). */
+type Typed<O> = Omit<GenerationResult, 'parsed'> & { parsed?: ParsedOf<O> };
 
 /** The request fields of a chat template render, in OpenAI's JSON (what llama-server passes to common_chat_templates_apply). */
 function openAiInputs(messages: ChatMessage[], s: ResolvedStructured): string {
@@ -445,6 +449,7 @@ export class LlamaModel implements AsyncDisposable {
    * `grammar`, `jsonSchema` and `responseFormat` constrain the output; a grammar or schema llama.cpp rejects is
    * ERR_INVALID_GRAMMAR / ERR_INVALID_SCHEMA before any token is generated.
    */
+  complete<const O extends CompletionOptions = CompletionOptions>(prompt: string, options?: O): Promise<Typed<O>>;
   async complete(prompt: string, options: CompletionOptions = {}): Promise<GenerationResult> {
     this.#checkOpen();
     requireString(prompt, 'prompt');
@@ -550,6 +555,7 @@ export class LlamaModel implements AsyncDisposable {
    * reasoning options, the template renders through llama.cpp's common chat layer (as `llama-server --jinja`):
    * its grammar constrains the answer and its parser splits it into `text`, `toolCalls` and `reasoningContent`.
    */
+  chat<const O extends ChatOptions = ChatOptions>(messages: ChatMessage[], options?: O): Promise<Typed<O>>;
   async chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<GenerationResult> {
     this.#checkOpen();
     const { template, templateLimits, ...rest } = requireObject(options, 'options') as ChatOptions;

@@ -6,6 +6,8 @@ import type { ReasoningFormat, ResponseFormat, ToolCall, ToolChoice, ToolDefinit
 export type { GenerationOptions, SamplingOptions } from './engine/request';
 export type {
   GenerationDelta,
+  JsonSchemaType,
+  ParsedOf,
   ReasoningFormat,
   ResponseFormat,
   StructuredOptions,

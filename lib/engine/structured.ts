@@ -355,3 +355,49 @@ export function structuredCacheKey(s: ResolvedStructured): Record<string, unknow
   const { onDelta: _, ...rest } = structuredOptions(s);
   return rest;
 }
+
+/**
+ * The TypeScript type of the JSON a literal schema describes (`const` schemas, as node-llama-cpp's
+ * createGrammarForJsonSchema infers them): `type` string, number, integer, boolean, null, array (`items`), object
+ * (`properties`, `required`), `enum`, `const`, `anyOf` / `oneOf`. Anything else is `unknown`.
+ */
+export type JsonSchemaType<S> = S extends { const: infer C }
+  ? C
+  : S extends { enum: readonly (infer E)[] }
+    ? E
+    : S extends { anyOf: readonly (infer A)[] }
+      ? JsonSchemaType<A>
+      : S extends { oneOf: readonly (infer O)[] }
+        ? JsonSchemaType<O>
+        : S extends { type: 'string' }
+          ? string
+          : S extends { type: 'number' | 'integer' }
+            ? number
+            : S extends { type: 'boolean' }
+              ? boolean
+              : S extends { type: 'null' }
+                ? null
+                : S extends { type: 'array'; items: infer I }
+                  ? JsonSchemaType<I>[]
+                  : S extends { type: 'array' }
+                    ? unknown[]
+                    : S extends { type: 'object'; properties: infer P }
+                      ? JsonObjectType<P, S extends { required: readonly (infer R)[] } ? R : never>
+                      : S extends { type: 'object' }
+                        ? Record<string, unknown>
+                        : unknown;
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+
+type JsonObjectType<P, R> = Simplify<
+  { -readonly [K in keyof P & R]: JsonSchemaType<P[K]> } & { -readonly [K in Exclude<keyof P, R>]?: JsonSchemaType<P[K]> }
+>;
+
+/** The type of `parsed` for options that hold a literal `jsonSchema` or `responseFormat` schema. */
+export type ParsedOf<O> = O extends { jsonSchema: infer S }
+  ? JsonSchemaType<S>
+  : O extends { responseFormat: { type: 'json_schema'; json_schema: { schema: infer S } } }
+    ? JsonSchemaType<S>
+    : O extends { responseFormat: { type: 'json_object'; schema: infer S } }
+      ? JsonSchemaType<S>
+      : unknown;
