@@ -264,6 +264,12 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
       const deltas: GenerationDelta[] = [];
       const streamed = await backend.streamChat(messages, undefined, { tools: [WEATHER], toolChoice: 'required', temperature: 0, maxTokens: 60, onDelta: (d) => deltas.push(d) });
       const json = await backend.call({ prompt: 'Lily and Ben', jsonSchema: PERSON, temperature: 0, maxTokens: 128 });
+      const named = await backend.chat(messages, {
+        tools: [WEATHER, { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }],
+        toolChoice: { type: 'function', function: { name: 'get_weather' } },
+        temperature: 0,
+        maxTokens: 60,
+      });
       return {
         calls: call.toolCalls?.map((c) => c.function),
         streamedCalls: streamed.toolCalls?.map((c) => c.function),
@@ -271,6 +277,7 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
         text: call.text,
         json: json.parsed,
         jsonText: json.text,
+        named: named.toolCalls?.map((c) => c.function.name),
       };
     };
     try {
@@ -278,6 +285,8 @@ describe.runIf(haveModel(STORIES))('structured output on stories260K', () => {
       expect(viaLocal.calls?.length).toBeGreaterThan(0);
       expect(viaLocal).toEqual(viaApi);
       expect(isPerson(viaApi.json)).toBe(true);
+      expect(viaLocal.named?.length).toBeGreaterThan(0);
+      expect(new Set(viaLocal.named)).toEqual(new Set(['get_weather']));
     } finally {
       await api.dispose();
       await local.dispose();

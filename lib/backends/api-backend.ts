@@ -136,7 +136,9 @@ export class ApiLlmBackend extends BaseLlmBackend {
       ...schemaField,
       ...(st.responseFormat?.type === 'text' && request.kind === 'chat' ? { response_format: st.responseFormat } : {}),
       ...(st.tools !== undefined ? { tools: st.tools } : {}),
-      ...(st.toolName !== undefined ? { tool_choice: { type: 'function', function: { name: st.toolName } } } : st.toolChoice !== undefined ? { tool_choice: st.toolChoice } : {}),
+      // A named tool choice goes as 'required' with only that tool (resolveStructured filtered them): the same
+      // for OpenAI, and what llama-server understands (it takes tool_choice as a string only).
+      ...(st.toolChoice !== undefined ? { tool_choice: st.toolChoice } : {}),
       ...(st.parallelToolCalls !== undefined ? { parallel_tool_calls: st.parallelToolCalls } : {}),
       ...(st.reasoningFormat !== undefined ? { reasoning_format: st.reasoningFormat } : {}),
       ...(Object.keys(kwargs).length > 0 ? { chat_template_kwargs: kwargs } : {}),
