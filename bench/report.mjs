@@ -44,6 +44,11 @@ export function checkTargets(results) {
           if (p !== undefined) add(`pp${n} ≥ 0.97 × llama-bench`, `${p.toFixed(3)} (${fmt(tea[`pp${n}`].median)} vs ${fmt(bench[`pp${n}`].median)} t/s${bestNote(tea[`pp${n}`], bench[`pp${n}`])})`, p >= 0.97);
         }
       }
+      const api = by.api;
+      const j = ratio(tea?.tgJson, api?.tgJson);
+      if (j !== undefined) {
+        add('JSON-schema tg ≥ 0.95 × llama-server', `${j.toFixed(3)} (${fmt(tea.tgJson.median)} vs ${fmt(api.tgJson.median)} t/s${bestNote(tea.tgJson, api.tgJson)}; grammar set-up ${fmt(tea.grammarSetupMs?.median)} ms)`, j >= 0.95);
+      }
       const s = ratio(tea?.tgStream, tea?.tg);
       if (s !== undefined) add('streamed tg ≥ 0.95 × plain tg', `${s.toFixed(3)} (${fmt(tea.tgStream.median)} vs ${fmt(tea.tg.median)} t/s${bestNote(tea.tgStream, tea.tg)})`, s >= 0.95);
       if (tea?.lagP99) add('event-loop p99 lag < 10 ms', `${fmt(tea.lagP99.median)} ms median, ${fmt(tea.lagP99.max)} ms worst run`, tea.lagP99.max < 10);

@@ -49,7 +49,22 @@ const DEFAULT_MODELS = [
 ];
 const QUICK_MODELS = [DEFAULT_MODELS[0], DEFAULT_MODELS[1]];
 
-const TESTS = ['pp', 'ttft', 'tg', 'stream', 'embed'];
+const TESTS = ['pp', 'ttft', 'tg', 'stream', 'json', 'embed'];
+
+/** The schema of the constrained-generation test (json). */
+const JSON_SCHEMA = {
+  type: 'object',
+  properties: {
+    title: { type: 'string' },
+    year: { type: 'integer' },
+    tags: { type: 'array', items: { enum: ['a', 'b', 'c', 'd'] } },
+    entries: {
+      type: 'array',
+      items: { type: 'object', properties: { name: { type: 'string' }, score: { type: 'number' }, ok: { type: 'boolean' } }, required: ['name', 'score'] },
+    },
+  },
+  required: ['title', 'entries'],
+};
 const SCENARIOS = ['main', 'serving'];
 // Serving: each client's prompt has this many tokens, and gets this many KV cells of context.
 const SERVING_PROMPT = 16;
@@ -277,6 +292,9 @@ function makeInputs(tokenize, model, config, run) {
     // tg prompts are 2 tokens (BOS and one more): generation starts near position 0, as llama-bench's does.
     tg: has('tg') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(4)) } : undefined,
     tgStream: has('stream') ? { n: config.tg, ...makePrompt(tokenize, 2, seed(5)) } : undefined,
+    // Constrained generation: the same schema for every contender (a moderate one: an object of typed fields and
+    // a list of records), greedy, as long as tg.
+    tgJson: has('json') ? { n: config.tg, schema: JSON_SCHEMA, ...makePrompt(tokenize, 2, seed(7)) } : undefined,
     embed: has('embed') && config.embed > 0 ? makeTexts(Math.min(config.embed, model.embed ?? config.embed), seed(6)) : undefined,
   };
 }
@@ -522,7 +540,7 @@ function readLock() {
   }
 }
 
-const METRICS = ['pp128', 'pp512', 'tg', 'tgStream', 'ttftMs', 'embedPerSecond', 'loadMs', 'rssMB', 'lagP50', 'lagP99', 'lagMax'];
+const METRICS = ['pp128', 'pp512', 'tg', 'tgStream', 'tgJson', 'grammarSetupMs', 'ttftMs', 'embedPerSecond', 'loadMs', 'rssMB', 'lagP50', 'lagP99', 'lagMax'];
 
 /** Appends the numbers of `values` whose key passes `keep` to slot[key]. */
 function collect(slot, values, keep) {

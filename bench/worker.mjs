@@ -103,6 +103,25 @@ async function teaSession(spec) {
       s.tgStreamChunks = chunks;
     }
 
+    if (spec.inputs.tgJson) {
+      const j = spec.inputs.tgJson;
+      progress(`tg${j.n} json`);
+      // Grammar set-up: one token with the schema less one without (schema to GBNF, parse, sampler).
+      const setup = [];
+      for (let rep = 0; rep < 3; rep++) {
+        let t = now();
+        await model.complete(j.text, { maxTokens: 1, temperature: 0 });
+        const plain = now() - t;
+        t = now();
+        await model.complete(j.text, { maxTokens: 1, temperature: 0, jsonSchema: j.schema });
+        setup.push(Math.max(0, now() - t - plain));
+      }
+      s.grammarSetupMs = median(setup);
+      const r = await model.complete(j.text, { maxTokens: j.n + 1, temperature: 0, jsonSchema: j.schema });
+      s.tgJson = perSecond(r.completionTokens - 1, r.timings.generationMs);
+      s.tgJsonTokens = r.completionTokens;
+    }
+
     if (spec.inputs.embed) {
       progress('embeddings');
       const texts = spec.inputs.embed;
@@ -311,6 +330,15 @@ async function apiSession(spec) {
       s.tgStream = perSecond(Math.min(chunks, r.completionTokens) - 1, last - first);
       s.tgStreamTokens = r.completionTokens;
       s.tgStreamChunks = chunks;
+    }
+
+    if (spec.inputs.tgJson) {
+      const j = spec.inputs.tgJson;
+      progress(`tg${j.n} json`);
+      // The same schema as llama-server's json_schema; its own generation time.
+      const r = await backend.call({ prompt: j.text, maxTokens: j.n + 1, temperature: 0, jsonSchema: j.schema });
+      s.tgJson = perSecond(r.completionTokens - 1, r.timings.generationMs);
+      s.tgJsonTokens = r.completionTokens;
     }
   } finally {
     await backend.dispose();

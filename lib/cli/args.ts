@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { suggestKey } from '../config/schema';
@@ -33,6 +34,8 @@ export const SAMPLING_OPTIONS = {
   'top-p': { type: 'string' },
   seed: { type: 'string' },
   stop: { type: 'string', multiple: true },
+  grammar: { type: 'string' },
+  'json-schema': { type: 'string' },
 } as const satisfies OptionSpecs;
 
 export const MODEL_HELP = `Model options:
@@ -49,7 +52,9 @@ export const SAMPLING_HELP = `Sampling options:
       --temperature T    0 is greedy (default 0.7, or llm.temperature)
       --top-p P          nucleus sampling threshold
       --seed N           sampling seed, for reproducible output
-      --stop TEXT        end the reply before TEXT (repeatable)`;
+      --stop TEXT        end the reply before TEXT (repeatable)
+      --grammar FILE     a GBNF grammar file the output must match
+      --json-schema S    a JSON Schema (inline JSON, or a file) the output must match; --json adds "parsed"`;
 
 export const GLOBAL_HELP = `Output options:
   -v, --verbose          log what is chosen and why; print stack traces with errors
@@ -106,8 +111,25 @@ export function numberOption(command: string, name: string, text: string | undef
 export function samplingOptions(
   command: string,
   v: Parsed<typeof SAMPLING_OPTIONS>['values'],
-): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop?: string[] } {
+): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop?: string[]; grammar?: string; jsonSchema?: object } {
   const stop = v.stop?.filter((s) => s.length > 0);
+  const file = (name: string, path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new UsageError(`--${name}: cannot read ${path}: ${(error as Error).message}`, command);
+    }
+  };
+  let jsonSchema: object | undefined;
+  const schemaText = v['json-schema'];
+  if (schemaText !== undefined) {
+    const text = schemaText.trimStart().startsWith('{') ? schemaText : file('json-schema', schemaText);
+    try {
+      jsonSchema = JSON.parse(text) as object;
+    } catch (error) {
+      throw new UsageError(`--json-schema is not JSON: ${(error as Error).message}`, command);
+    }
+  }
   if (v.stop && stop!.length !== v.stop.length) throw new UsageError('--stop needs a non-empty text', command);
   const out = {
     maxTokens: intOption(command, 'max-tokens', v['max-tokens'], 1, 2 ** 31 - 1),
@@ -115,6 +137,8 @@ export function samplingOptions(
     topP: numberOption(command, 'top-p', v['top-p'], 0, 1),
     seed: intOption(command, 'seed', v.seed, 0, 4294967295),
     stop: stop && stop.length > 0 ? stop : undefined,
+    grammar: v.grammar === undefined ? undefined : file('grammar', v.grammar),
+    jsonSchema,
   };
   return Object.fromEntries(Object.entries(out).filter(([, value]) => value !== undefined));
 }

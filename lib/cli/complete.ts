@@ -36,6 +36,7 @@ export function resultJson(r: LlmResult): Record<string, unknown> {
       first_token_ms: r.timings.firstTokenMs,
       tokens_per_second: r.timings.tokensPerSecond,
     },
+    ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
   };
 }
 
