@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { createServer, LocalLlmBackend, type TeaServer } from '../lib';
+import { ApiLlmBackend, createServer, LlamaError, LocalLlmBackend, silentLogger, type TeaServer } from '../lib';
+import { cliEnv, ensureCliBuilt, spawnCli } from './support/cli';
 import { haveModel, modelPath, STORIES, STORY_PROMPTS } from './support/models';
 
 const run = haveModel(STORIES) ? describe : describe.skip;
@@ -176,5 +177,69 @@ run('tea-llama serve with the openai client', () => {
     const overflow = await client.completions.create({ model: STORIES, prompt: 'word '.repeat(3000), max_tokens: 4 }).catch((e: unknown) => e);
     expect(overflow).toBeInstanceOf(OpenAI.BadRequestError);
     expect((overflow as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('context_length_exceeded');
+  });
+
+  it("is a server for tea-llama's own ApiLlmBackend, and a gateway over one", async () => {
+    const client = new ApiLlmBackend({ baseUrl: url, apiKey: KEY, maxRetries: 0 });
+    const gateway = createServer(client, { logger: silentLogger });
+    const gatewayUrl = await listen(gateway);
+    const viaGateway = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    try {
+      const local = await backend.call({ prompt: 'A cat sat on', maxTokens: 24, temperature: 0, topK: 10, repeatPenalty: 1.1 });
+      const remote = await client.call({ prompt: 'A cat sat on', maxTokens: 24, temperature: 0, topK: 10, repeatPenalty: 1.1 });
+      expect(remote.text).toBe(local.text);
+      let streamed = '';
+      for await (const chunk of client.streamChat([{ role: 'user', content: 'Hi' }], undefined, { maxTokens: 16, temperature: 0 })) streamed += chunk;
+      expect(streamed).toBe((await backend.chat([{ role: 'user', content: 'Hi' }], { maxTokens: 16, temperature: 0 })).text);
+      expect(Array.from(await client.embed('a cat'))).toEqual(Array.from(await backend.embed('a cat')));
+      expect((await client.healthCheck()).ok).toBe(true);
+      // Two hops: openai client → gateway (ApiLlmBackend) → this server (LocalLlmBackend).
+      const hop = await viaGateway.completions.create({ model: 'default', prompt: 'A cat sat on', max_tokens: 24, temperature: 0 });
+      expect(hop.choices[0]!.text).toBe((await backend.call({ prompt: 'A cat sat on', maxTokens: 24, temperature: 0 })).text);
+    } finally {
+      await gateway.shutdown();
+      await client.dispose();
+    }
+  });
+
+  it('sends CORS headers only when asked, and checks its options strictly', async () => {
+    const open = createServer(backend, { cors: 'https://app.example', logger: silentLogger });
+    const openUrl = await listen(open);
+    try {
+      const preflight = await fetch(`${openUrl}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'https://app.example' } });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+      expect((await fetch(`${openUrl}/v1/models`)).headers.get('access-control-allow-origin')).toBe('https://app.example');
+    } finally {
+      await open.shutdown();
+    }
+    const closed = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${KEY}`, origin: 'https://app.example' } });
+    expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    expect(() => createServer(backend, { apikey: 'x' } as never)).toThrow(/unknown option 'apikey' in createServer\(\) options \(did you mean 'apiKey'\?\)/);
+    expect(() => createServer(backend, { maxBodyBytes: -1 })).toThrow(LlamaError);
+    expect(() => createServer(backend, { apiKey: '' })).toThrow(/apiKey must not be empty/);
+  });
+
+  it('tea-llama serve warns when it listens beyond loopback without a key, and exits 0 on SIGINT', async () => {
+    ensureCliBuilt();
+    const child = spawnCli(['serve', '--model', modelPath(STORIES), '--host', '0.0.0.0', '--port', '0', '--threads', '1'], { env: cliEnv() });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const address = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      child.on('close', () => reject(new Error(`serve exited: ${stderr}`)));
+    });
+    expect(address).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    expect(stderr).toMatch(/warning: serving on 0\.0\.0\.0 without an API key/);
+    const port = new URL(address).port;
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
   });
 });
