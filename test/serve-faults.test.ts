@@ -109,7 +109,7 @@ run('tea-llama serve under faults', () => {
 
   it('aborts the generation of a client that leaves mid-stream and frees its sequence for the next request', async () => {
     const before = await metric(url, ABORTS);
-    const started = performance.now();
+    const tokensBefore = await metric(url, /^tea_completion_tokens_total (\d+)$/m);
     await new Promise<void>((resolve, reject) => {
       const req = request(`${url}/v1/completions`, { method: 'POST' }, (res) => {
         expect(res.statusCode).toBe(200);
@@ -123,13 +123,13 @@ run('tea-llama serve under faults', () => {
       req.end(JSON.stringify(LONG));
       setTimeout(() => reject(new Error('no first event')), 10_000);
     });
-    await until(async () => (await metric(url, ABORTS)) === before + 1, 5000);
+    await until(async () => (await metric(url, ABORTS)) === before + 1, 30_000);
+    // It stopped when the client left, far short of its 1,500 tokens.
+    expect((await metric(url, /^tea_completion_tokens_total (\d+)$/m)) - tokensBefore).toBeLessThan(1000);
     // One sequence and no queue: the next request is served only if the first one's sequence was freed.
     const next = await raw(url, '/v1/completions', { body: JSON.stringify({ prompt: 'The little dog', max_tokens: 8, temperature: 0 }) });
     expect(next.status).toBe(200);
     expect(JSON.parse(next.body).usage.completion_tokens).toBe(8);
-    // Well under the ~1 s the whole 1,500 tokens take: the generation stopped when the client left.
-    expect(performance.now() - started).toBeLessThan(5000);
     expect(await metric(url, /^tea_requests_in_flight (\d+)$/m)).toBe(0);
   });
 
@@ -233,7 +233,7 @@ run('tea-llama serve under faults', () => {
       const text = await unixStream(path, body, (res) => {
         // Reads nothing until the server has had to wait for it (its buffers are full), then reads on.
         res.pause();
-        void until(async () => unix.metrics.writeWaits > 0, 60_000).then(
+        void until(async () => unix.metrics.writeWaits > 0, 150_000).then(
           () => res.resume(),
           () => res.destroy(),
         );
@@ -246,7 +246,7 @@ run('tea-llama serve under faults', () => {
     } finally {
       await unix.shutdown({ timeoutMs: 0 });
     }
-  });
+  }, 600_000);
 
   it('closes the connection of a reader that stalls past stallTimeoutMs and aborts its generation', async () => {
     const { path, server: unix } = await unixServer(1000);
@@ -254,7 +254,7 @@ run('tea-llama serve under faults', () => {
       let client: ClientRequest | undefined;
       // Reads nothing at all: once the socket's buffers are full, the server waits stallTimeoutMs, then gives up.
       const answer = unixStream(path, { ...LONG, max_tokens: 3500 }, (res) => res.pause(), (req) => (client = req)).catch(() => '');
-      await until(async () => /finish_reason="abort"\} 1$/m.test(unix.metrics.render(undefined)), 60_000);
+      await until(async () => /finish_reason="abort"\} 1$/m.test(unix.metrics.render(undefined)), 150_000);
       expect(unix.metrics.writeWaits).toBeGreaterThan(0);
       expect(unix.metrics.completionTokens).toBeLessThan(3500);
       await until(async () => unix.metrics.inFlight === 0, 5000);
@@ -265,7 +265,7 @@ run('tea-llama serve under faults', () => {
     } finally {
       await unix.shutdown({ timeoutMs: 0 });
     }
-  });
+  }, 600_000);
 
   it('drains on SIGTERM during 4 streams: each completes or ends with a clean terminal event, and the process exits 0', async () => {
     ensureCliBuilt();

@@ -1,6 +1,9 @@
 // tea-llama's OpenAI-compatible server against the official `openai` client, on 127.0.0.1 with a free port, over a
 // real stories260K model: answers equal to the in-process calls of the same backend.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -241,5 +244,34 @@ run('tea-llama serve with the openai client', () => {
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     child.kill('SIGINT');
     expect(await exited).toBe(0);
+  });
+
+  it("tea-llama serve reads a settings file's serve: block (a key is then required) and rejects a misspelt key", async () => {
+    ensureCliBuilt();
+    const dir = mkdtempSync(join(tmpdir(), 'tea-serve-settings-'));
+    const file = join(dir, 'settings.yaml');
+    writeFileSync(file, `llm:\n  model_path: ${JSON.stringify(modelPath(STORIES))}\nserve:\n  port: 0\n  api_key: sk-from-file\n  parallel: 2\n`);
+    const child = spawnCli(['serve', '--settings', file, '--threads', '1'], { env: cliEnv() });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const address = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      child.on('close', () => reject(new Error('serve exited')));
+    });
+    expect((await fetch(`${address}/v1/models`)).status).toBe(401);
+    const metrics = await fetch(`${address}/metrics`, { headers: { authorization: 'Bearer sk-from-file' } });
+    expect(await metrics.text()).toMatch(/^tea_sequences 2$/m);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+
+    writeFileSync(file, 'serve:\n  prot: 8080\n');
+    const wrong = spawnCli(['serve', '--settings', file], { env: cliEnv() });
+    let stderr = '';
+    wrong.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    expect(await new Promise((resolve) => wrong.on('close', resolve))).toBe(2);
+    expect(stderr).toMatch(/unknown key serve\.prot; did you mean "port"\?/);
   });
 });

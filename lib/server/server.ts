@@ -185,6 +185,10 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
       };
       req.on('data', onData);
       req.on('error', reject);
+      // A client that leaves mid-body: nothing to answer, but nothing left waiting either.
+      req.on('close', () => {
+        if (!req.complete) reject(new HttpError(400, 'the request body ended early', 'invalid_request_error', null, 'incomplete_body'));
+      });
       req.on('end', () => {
         if (size > maxBodyBytes) return;
         const text = Buffer.concat(chunks).toString('utf8');
