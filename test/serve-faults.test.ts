@@ -194,6 +194,14 @@ run('tea-llama serve under faults', () => {
     expect(method.status).toBe(405);
     expect(method.headers.allow).toBe('POST');
     shape(method);
+    const encoding = await raw(url, '/v1/models/%E0%A4%A');
+    expect(encoding.status).toBe(400);
+    shape(encoding);
+    const proto = await raw(url, '/v1/completions', { body: '{"prompt": "x", "__proto__": {"max_tokens": 5}}' });
+    expect(proto.status).toBe(400);
+    expect(JSON.parse(proto.body).error.param).toBe('__proto__');
+    const deep = await raw(url, '/v1/completions', { body: '['.repeat(60_000) });
+    expect(deep.status).toBe(400);
     const nul = await raw(url, '/v1/embeddings', { body: JSON.stringify({ input: [] }) });
     expect(nul.status).toBe(400);
     expect(JSON.parse(nul.body).error.param).toBe('input');

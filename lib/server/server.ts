@@ -391,7 +391,12 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
       case 'models':
         return send(res, 200, JSON.stringify({ object: 'list', data: [{ id: modelName, object: 'model', created, owned_by: 'tea-llama' }] }));
       case 'model': {
-        const name = decodeURIComponent(path.slice('/v1/models/'.length));
+        let name: string;
+        try {
+          name = decodeURIComponent(path.slice('/v1/models/'.length));
+        } catch {
+          throw badRequest('the model id in the URL is not valid percent-encoding');
+        }
         if (name !== modelName) throw new HttpError(404, `The model '${name}' does not exist`, 'invalid_request_error', 'model', 'model_not_found');
         return send(res, 200, JSON.stringify({ id: modelName, object: 'model', created, owned_by: 'tea-llama' }));
       }
