@@ -23,6 +23,7 @@ export const CONTENDER_IDS = Object.keys(CONTENDERS);
 /** The serving scenario's contenders (serving.mjs): the engines themselves, llama-server over plain HTTP. */
 export const SERVING_CONTENDERS = {
   tea: CONTENDERS.tea,
+  serve: { label: 'tea-llama serve (HTTP)', short: 'tea-llama serve', color: '#0891b2' },
   server: { label: 'llama-server', short: 'llama-server', color: '#059669' },
   nlc: CONTENDERS.nlc,
 };

@@ -130,6 +130,7 @@ export function renderServing(results) {
       `tea-llama: \`loadModel(file, { sequences: N, contextSize: N × ${sv.ctxPerClient} })\` and N concurrent \`complete()\` calls with onChunk; ` +
       `llama-server: \`-np N --kv-unified -c N×${sv.ctxPerClient}\` (\`--kv-unified\` for N > 1, as tea-llama shares one cache between sequences only when there are several), N streaming POST /completion with ignore_eos; ` +
       `node-llama-cpp: a context of N sequences of ${sv.ctxPerClient} cells, a token generator per sequence. ` +
+      `tea-llama serve: \`createServer\` over a \`LocalLlmBackend\` with \`sequences: N\`, N streaming POST /v1/completions (its ratios: to llama-server, then in the last column to tea-llama in-process, which is what the HTTP layer costs). ` +
       `One fresh process per model and contender runs every client count; ${runs} run${runs > 1 ? 's' : ''} interleaved with the rest, medians of the runs.`,
     '',
     `tok/s = every client's generated tokens over the makespan (all requests sent at once to the last one done, prompts included). ` +
@@ -157,7 +158,9 @@ export function renderServing(results) {
         // No overlap between the clients' generations in any run: they were served one after another.
         const oneByOne = n > 1 && s.overlapped?.max === 0;
         serial ||= oneByOne;
-        const ratios = id === 'tea' ? ['server', 'nlc'].map((other) => fmtRatio(ratio(s.tokPerSec, by[other]?.tokPerSec))) : ['', ''];
+        // tea-llama serve: its ratio to llama-server (both over HTTP), then to tea-llama in-process (the HTTP layer).
+        const others = id === 'tea' ? ['server', 'nlc'] : id === 'serve' ? ['server', 'tea'] : [];
+        const ratios = others.length ? others.map((other) => fmtRatio(ratio(s.tokPerSec, by[other]?.tokPerSec))) : ['', ''];
         lines.push(
           `| ${first} | ${i === 0 ? n : ''} | ${label(id)}${oneByOne ? ' †' : ''} | ${cell(s.tokPerSec)} | ${cell(s.ttftP50)} | ${cell(s.ttftP99)} | ${cell(s.tbtP50, 1)} | ${fmt(s.tokens?.min, 0)} / ${n * sv.tokens} | ${ratios.join(' | ')} |`,
         );

@@ -5,8 +5,8 @@
 // batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
 // rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
 // Two scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
-// `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama against llama-server -np N and
-// node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
+// `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama in-process and
+// tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
 //
 //   npm run bench                           full run, both scenarios (about 36 minutes on 2 cores)
 //   npm run bench -- --quick                a quick development run (about a minute and a half)
@@ -92,7 +92,7 @@ const HELP = `usage: npm run bench -- [options]
   --batch N            batch and micro-batch size for every contender (default 512)
   --clients LIST       serving: concurrent client counts (default 1,2,4,8,16; --quick: 1,4), on the models marked
                        for serving (synthetic 130m and 1b Q4_K_M; --model: every model given), with the most
-                       threads of --threads; contenders tea-llama, llama-server and node-llama-cpp
+                       threads of --threads; contenders tea-llama, tea-llama serve (HTTP), llama-server and node-llama-cpp
   --serving-tokens N   serving: tokens generated per client (default 32; --quick: 16)
   --serving-embed N    serving: texts in the embeddings batch, 0 to skip (default 64; --quick: 16)
   --max-minutes N      stop starting sessions after N minutes (default 40; --quick: 5), and cut a session that runs

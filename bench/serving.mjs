@@ -170,4 +170,51 @@ async function nlcServing(spec) {
   }
 }
 
-export const SERVING_SESSIONS = { tea: teaServing, server: serverServing, nlc: nlcServing };
+/** The events of a server-sent-events body, parsed, to `onEvent`. */
+async function readSse(response, onEvent) {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const piece of response.body) {
+    buffer += decoder.decode(piece, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const data = buffer.slice(0, end).replace(/^data: /, '');
+      buffer = buffer.slice(end + 2);
+      if (data !== '[DONE]') onEvent(JSON.parse(data));
+    }
+  }
+}
+
+// tea-llama serve: createServer over a LocalLlmBackend with `sequences: N`, N streaming POST /v1/completions (the
+// OpenAI API, as llama-server's clients above use its own /completion); against `tea` it is the HTTP layer's cost.
+async function teaHttpServing(spec) {
+  const tea = require(spec.root);
+  const { ctxPerClient } = spec.serving;
+  const open = async (n) => {
+    const backend = new tea.LocalLlmBackend({ modelPath: spec.model, sequences: n, contextSize: n * ctxPerClient, threads: spec.threads, logger: tea.silentLogger });
+    await backend.load();
+    const server = tea.createServer(backend, { logger: tea.silentLogger });
+    await new Promise((listening) => server.listen(0, '127.0.0.1', listening));
+    const url = `http://127.0.0.1:${server.address().port}/v1/completions`;
+    return {
+      generate: async (prompt, maxTokens, onChunk) => {
+        const body = { prompt: prompt.text, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } };
+        const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        if (!response.ok) throw new Error(`tea-llama serve answered ${response.status}: ${await response.text()}`);
+        let tokens = 0;
+        await readSse(response, (event) => {
+          if (event.choices?.[0]?.text) onChunk();
+          if (event.usage) tokens = event.usage.completion_tokens;
+        });
+        return tokens;
+      },
+      close: async () => {
+        await server.shutdown();
+        await backend.dispose();
+      },
+    };
+  };
+  return session(spec, open);
+}
+
+export const SERVING_SESSIONS = { tea: teaServing, serve: teaHttpServing, server: serverServing, nlc: nlcServing };

@@ -33,12 +33,14 @@ export interface CreateLlmBackendOptions extends LlmSettingsInput {
   freeMemory?: number;
   /** Receives the local model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
   onLoadProgress?: (progress: number) => void;
+  /** Requests a local model runs at once (see `LoadModelOptions.sequences`; `tea-llama serve --parallel`). Default 4. */
+  sequences?: number;
 }
 
 /** Runtime context when passing already resolved settings, or a host's parsed settings document. */
-export type CreateLlmBackendContext = Pick<CreateLlmBackendOptions, 'env' | 'homeDir' | 'logger' | 'freeMemory' | 'onLoadProgress'>;
+export type CreateLlmBackendContext = Pick<CreateLlmBackendOptions, 'env' | 'homeDir' | 'logger' | 'freeMemory' | 'onLoadProgress' | 'sequences'>;
 
-const CONTEXT_KEYS = ['env', 'homeDir', 'logger', 'freeMemory', 'onLoadProgress'];
+const CONTEXT_KEYS = ['env', 'homeDir', 'logger', 'freeMemory', 'onLoadProgress', 'sequences'];
 const OPTION_KEYS = ['settings', 'settingsFile', ...CONTEXT_KEYS];
 
 function isResolved(value: unknown): value is LlmSettings {
@@ -127,9 +129,9 @@ export async function createLlmBackend(
   } else {
     if (Object.keys(context).length > 0) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: a context goes with resolved settings or a settings document; put these keys in the options');
     rejectUnknownSettingOptions('createLlmBackend() options', input, OPTION_KEYS);
-    const { settings: host, settingsFile, env, homeDir, logger, freeMemory, onLoadProgress, ...explicit } = input as CreateLlmBackendOptions;
+    const { settings: host, settingsFile, env, homeDir, logger, freeMemory, onLoadProgress, sequences, ...explicit } = input as CreateLlmBackendOptions;
     if (host !== undefined && settingsFile !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', 'createLlmBackend: give settings or settingsFile, not both');
-    runtime = { env, homeDir, logger, freeMemory, onLoadProgress };
+    runtime = { env, homeDir, logger, freeMemory, onLoadProgress, sequences };
     settings = await resolveSettings({
       options: explicit,
       ...(host !== undefined ? { settings: host } : {}),
@@ -179,6 +181,7 @@ export async function createLlmBackend(
       embedding: settings.embedding,
       freeMemory: runtime.freeMemory,
       onLoadProgress: runtime.onLoadProgress,
+      sequences: runtime.sequences,
     });
     try {
       checkChatFormat(settings);

@@ -30,6 +30,8 @@ export {
   type ModelPathSource,
   type ResolveModelPathOptions,
 } from './config/model-path';
+export { createServer, type CreateServerOptions, type TeaServer } from './server/server';
+export { ServerMetrics } from './server/metrics';
 export { createStderrLogger, defaultLogger, silentLogger, type Logger, type LoggerLevel } from './logger';
 export {
   LLM_ACTIONS,

@@ -25,7 +25,7 @@ describe('the command line itself', () => {
     expect(readFileSync(join(repoRoot, 'bin', 'tea-llama.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
   });
 
-  const COMMANDS = ['complete', 'chat', 'embed', 'info', 'models', 'pull', 'run'];
+  const COMMANDS = ['complete', 'chat', 'embed', 'info', 'models', 'pull', 'run', 'serve'];
 
   it('prints its usage with --help (exit 0) and without a command (exit 2); each command has --help', async () => {
     const help = await runCli(['--help']);

@@ -141,7 +141,13 @@ describe.runIf(process.platform !== 'win32' && haveModel(STORIES))('README.md, e
     mkdirSync(join(modules, '.bin'), { recursive: true });
     symlinkSync(repoRoot, join(modules, 'tea-llama'), 'dir');
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    for (const dep of Object.keys(pkg.dependencies)) {
+    // Also the packages the blocks import beside tea-llama (`openai`, `ai`: what a reader installs to follow them).
+    const imported = blocks
+      .filter((b) => ['js', 'javascript', 'mjs'].includes(b.lang))
+      .flatMap((b) => [...b.body.matchAll(/\bfrom '((?:@[^/']+\/)?[^/'.][^/']*)/g)].map((m) => m[1]))
+      .filter((name) => name !== 'tea-llama' && !name.startsWith('node:') && !(name in pkg.dependencies));
+    for (const dep of new Set([...Object.keys(pkg.dependencies), ...imported])) {
+      if (!existsSync(join(repoRoot, 'node_modules', dep))) continue;
       mkdirSync(join(modules, dep, '..'), { recursive: true });
       symlinkSync(join(repoRoot, 'node_modules', dep), join(modules, dep), 'dir');
     }

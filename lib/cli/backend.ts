@@ -94,7 +94,12 @@ export function commandLogger(v: ModelValues): Logger {
  * Creates the backend the command line and settings ask for, as the library does (`createLlmBackend`), with a
  * progress bar on stderr while a local model loads.
  */
-export async function openBackend(command: string, v: ModelValues, workflowLlm?: Record<string, unknown>): Promise<LlmBackend> {
+export async function openBackend(
+  command: string,
+  v: ModelValues,
+  workflowLlm?: Record<string, unknown>,
+  runtime: { sequences?: number } = {},
+): Promise<LlmBackend> {
   const settings = await cliSettings(command, v, workflowLlm);
   const logger = commandLogger(v);
   let label = 'loading model';
@@ -104,7 +109,7 @@ export async function openBackend(command: string, v: ModelValues, workflowLlm?:
   }
   const bar = loadProgress(label, { enabled: progressEnabled(v), tty: Boolean(process.stderr.isTTY) });
   try {
-    const backend = await createLlmBackend(settings, { logger, onLoadProgress: (p) => bar.update(p) });
+    const backend = await createLlmBackend(settings, { logger, onLoadProgress: (p) => bar.update(p), ...runtime });
     logger.info(`using the ${backend.kind} backend, model ${backend.model}`);
     return backend;
   } finally {

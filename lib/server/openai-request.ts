@@ -1,0 +1,211 @@
+// OpenAI's HTTP request bodies → the one request model (lib/engine/request.ts). Every snake_case field maps to its
+// camelCase option here and nowhere else. Unknown fields are rejected with 400, as OpenAI's API does
+// ("Unrecognized request argument supplied"); fields OpenAI has but tea-llama does not implement are accepted only
+// at the value that changes nothing (n: 1, logprobs: false, ...), anything else is a 400 naming the field.
+import { resolveGeneration } from '../engine/request';
+import { LlamaError } from '../errors';
+import type { ChatMessage } from '../types';
+import type { LlmGenerateOptions } from '../backends/llm-backend';
+
+/** An error the server answers with `{ error: { message, type, param, code } }` and `status`. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+export function badRequest(message: string, param: string | null = null, code: string | null = 'invalid_request'): HttpError {
+  return new HttpError(400, message, 'invalid_request_error', param, code);
+}
+
+/** snake_case HTTP field → camelCase option of the request model. */
+const SAMPLING_FIELDS = {
+  max_tokens: 'maxTokens',
+  max_completion_tokens: 'maxTokens',
+  temperature: 'temperature',
+  top_p: 'topP',
+  top_k: 'topK', // llama-server, vLLM and Ollama extensions, which ApiLlmBackend sends
+  min_p: 'minP',
+  repeat_penalty: 'repeatPenalty',
+  repeat_last_n: 'repeatLastN',
+  frequency_penalty: 'frequencyPenalty',
+  presence_penalty: 'presencePenalty',
+  seed: 'seed',
+  stop: 'stop',
+} as const satisfies Record<string, keyof LlmGenerateOptions>;
+
+const CAMEL_TO_SNAKE: Record<string, string> = Object.fromEntries(
+  Object.entries(SAMPLING_FIELDS).filter(([snake]) => snake !== 'max_completion_tokens').map(([snake, camel]) => [camel, snake]),
+);
+
+/**
+ * OpenAI fields of structured output and tools. TODO(structured, issue 13): map `tools`, `tool_choice`,
+ * `parallel_tool_calls` and `response_format` to the request options `tools`, `toolChoice`, `parallelToolCalls`
+ * and `responseFormat` once the request model has them; until then a request that uses them is a 400, never
+ * silently answered without them.
+ */
+const NOT_YET = ['tools', 'tool_choice', 'parallel_tool_calls', 'response_format', 'functions', 'function_call'];
+
+/** Fields accepted at a value that changes nothing, and ignored ones (`user`, `metadata`, `store`: bookkeeping). */
+const NEUTRAL: Record<string, (v: unknown) => boolean> = {
+  n: (v) => v === 1,
+  best_of: (v) => v === 1,
+  logprobs: (v) => v === false || v === 0,
+  top_logprobs: (v) => v === 0,
+  echo: (v) => v === false,
+  suffix: (v) => v === '',
+  logit_bias: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
+  user: (v) => typeof v === 'string',
+  metadata: () => true,
+  store: (v) => v === false,
+  service_tier: (v) => v === 'auto' || v === 'default',
+};
+
+export interface ParsedGeneration {
+  /** `prompt` for /v1/completions, `messages` for /v1/chat/completions. */
+  input: { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
+  options: LlmGenerateOptions;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+function checkFields(body: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(body)) {
+    const value = body[key];
+    if (value === null || value === undefined) continue; // OpenAI's clients send null for "unset"
+    if (NOT_YET.includes(key)) {
+      if (key === 'tool_choice' && value === 'none' && body.tools === undefined) continue;
+      if (key === 'response_format' && typeof value === 'object' && (value as { type?: unknown }).type === 'text') continue;
+      throw badRequest(`'${key}' is not supported yet by this server`, key, 'unsupported_parameter');
+    }
+    if (Object.hasOwn(NEUTRAL, key)) {
+      if (!NEUTRAL[key]!(value)) throw badRequest(`'${key}' = ${JSON.stringify(value)} is not supported by this server`, key, 'unsupported_parameter');
+      continue;
+    }
+    if (!known.includes(key)) throw badRequest(`Unrecognized request argument supplied: ${key}`, key, 'unknown_parameter');
+  }
+}
+
+function contentText(content: unknown, param: string): string {
+  if (typeof content === 'string') return content;
+  if (content === null || content === undefined) return '';
+  if (Array.isArray(content)) {
+    return content
+      .map((part, i) => {
+        const p = part as { type?: unknown; text?: unknown };
+        if (typeof p !== 'object' || p === null || p.type !== 'text' || typeof p.text !== 'string') {
+          throw badRequest(`${param}[${i}]: only text parts ({ type: 'text', text }) are supported`, `${param}[${i}]`);
+        }
+        return p.text;
+      })
+      .join('');
+  }
+  throw badRequest(`${param} must be a string or a list of text parts`, param);
+}
+
+function messages(value: unknown): ChatMessage[] {
+  if (!Array.isArray(value) || value.length === 0) throw badRequest("'messages' must be a non-empty list of { role, content }", 'messages');
+  return value.map((m, i) => {
+    const param = `messages[${i}]`;
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw badRequest(`${param} must be an object`, param);
+    const msg = m as Record<string, unknown>;
+    if (typeof msg.role !== 'string') throw badRequest(`${param}.role must be a string`, `${param}.role`);
+    // TODO(structured, issue 13): role 'tool' with tool_call_id → toolCallId, assistant tool_calls → toolCalls.
+    if (msg.role === 'tool' || msg.role === 'function' || msg.tool_calls != null || msg.tool_call_id != null) {
+      throw badRequest(`${param}: tool messages and tool_calls are not supported yet by this server`, param, 'unsupported_parameter');
+    }
+    if (!['system', 'developer', 'user', 'assistant'].includes(msg.role)) throw badRequest(`${param}.role must be system, developer, user or assistant`, `${param}.role`);
+    for (const key of Object.keys(msg)) {
+      if (!['role', 'content', 'name', 'refusal'].includes(key)) throw badRequest(`Unrecognized argument supplied: ${param}.${key}`, `${param}.${key}`, 'unknown_parameter');
+    }
+    // OpenAI's `developer` role is its new name for `system`; chat templates know `system`.
+    return { role: msg.role === 'developer' ? 'system' : msg.role, content: contentText(msg.content, `${param}.content`) };
+  });
+}
+
+/**
+ * Checks a /v1/completions (`kind: 'prompt'`) or /v1/chat/completions body and returns the backend call. Values
+ * are checked by the request model itself (resolveGeneration) before anything runs, so a bad one is a 400 naming
+ * the HTTP field before any header of a stream is sent.
+ */
+export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 'chat'): ParsedGeneration {
+  const own = kind === 'prompt' ? ['model', 'prompt', 'stream', 'stream_options'] : ['model', 'messages', 'stream', 'stream_options'];
+  checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS)]);
+  if (body.model != null && typeof body.model !== 'string') throw badRequest("'model' must be a string", 'model');
+  let input: ParsedGeneration['input'];
+  if (kind === 'prompt') {
+    let prompt = body.prompt;
+    // A list of one prompt is the same request; several would need n > 1 choices.
+    if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string') prompt = prompt[0];
+    if (typeof prompt !== 'string') throw badRequest("'prompt' must be a string (token lists and several prompts are not supported)", 'prompt');
+    input = { kind: 'prompt', prompt };
+  } else {
+    input = { kind: 'chat', messages: messages(body.messages) };
+  }
+  if (body.stream != null && typeof body.stream !== 'boolean') throw badRequest("'stream' must be a boolean", 'stream');
+  const stream = body.stream === true;
+  let includeUsage = false;
+  if (body.stream_options != null) {
+    const so = body.stream_options as Record<string, unknown>;
+    if (!stream) throw badRequest("'stream_options' is only allowed when 'stream' is true", 'stream_options');
+    if (typeof so !== 'object' || Array.isArray(so)) throw badRequest("'stream_options' must be an object", 'stream_options');
+    for (const key of Object.keys(so)) {
+      if (key !== 'include_usage' && key !== 'include_obfuscation') throw badRequest(`Unrecognized argument supplied: stream_options.${key}`, `stream_options.${key}`);
+    }
+    if (so.include_usage != null && typeof so.include_usage !== 'boolean') throw badRequest("'stream_options.include_usage' must be a boolean", 'stream_options.include_usage');
+    includeUsage = so.include_usage === true;
+  }
+  const options: Record<string, unknown> = {};
+  for (const [snake, camel] of Object.entries(SAMPLING_FIELDS)) {
+    const value = body[snake];
+    if (value === null || value === undefined) continue;
+    if (options[camel] !== undefined) throw badRequest(`give only one of 'max_tokens' and 'max_completion_tokens'`, snake);
+    options[camel] = value;
+  }
+  // OpenAI generates until the end of text when max_tokens is absent; so does the server (until the context is full).
+  options.maxTokens ??= -1;
+  try {
+    resolveGeneration(options, 'the request');
+  } catch (error) {
+    throw requestError(error);
+  }
+  return { input, options: options as LlmGenerateOptions, stream, includeUsage };
+}
+
+/** An ERR_INVALID_ARGUMENT of the request model as a 400 naming the HTTP field (`max_tokens`, not `maxTokens`). */
+export function requestError(error: unknown): unknown {
+  if (!(error instanceof LlamaError) || error.code !== 'ERR_INVALID_ARGUMENT') return error;
+  let param: string | null = null;
+  const message = error.message.replace(/\b(maxTokens|temperature|topP|topK|minP|repeatPenalty|repeatLastN|frequencyPenalty|presencePenalty|seed|stop)\b/g, (name) => {
+    param ??= CAMEL_TO_SNAKE[name] ?? name;
+    return CAMEL_TO_SNAKE[name] ?? name;
+  });
+  return badRequest(message, param);
+}
+
+export interface ParsedEmbeddings {
+  texts: string[];
+  base64: boolean;
+}
+
+/** Checks a /v1/embeddings body. */
+export function parseEmbeddings(body: Record<string, unknown>): ParsedEmbeddings {
+  checkFields(body, ['model', 'input', 'encoding_format', 'dimensions']);
+  if (body.dimensions != null) throw badRequest("'dimensions' is not supported: the model's vectors have their own size", 'dimensions', 'unsupported_parameter');
+  const input = body.input;
+  const texts = typeof input === 'string' ? [input] : input;
+  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string')) {
+    throw badRequest("'input' must be a string or a non-empty list of strings (token lists are not supported)", 'input');
+  }
+  const format = body.encoding_format ?? 'float';
+  if (format !== 'float' && format !== 'base64') throw badRequest("'encoding_format' must be 'float' or 'base64'", 'encoding_format');
+  return { texts: texts as string[], base64: format === 'base64' };
+}
