@@ -199,7 +199,8 @@ export async function resolveSettings(options: ResolveSettingsOptions = {}): Pro
     enableCache: input.enableCache ?? false,
     cacheDir: expand(input.cacheDir ?? DEFAULT_CACHE_DIR),
     api: {
-      baseUrl: input.api?.baseUrl,
+      baseUrl: typeof input.api?.baseUrl === 'string' ? input.api.baseUrl : input.api?.baseUrl?.[0],
+      endpoints: input.api?.baseUrl === undefined ? undefined : [input.api.baseUrl].flat(),
       apiKey: input.api?.apiKey,
       model: input.api?.model,
       timeout: input.api?.timeout ?? DEFAULT_API_TIMEOUT,
