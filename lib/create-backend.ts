@@ -181,6 +181,7 @@ export async function createLlmBackend(
       contextSize: settings.contextSize,
       threads: settings.threads,
       gpuLayers: settings.gpuLayers,
+      ...(settings.rpcServers?.length ? { rpcServers: settings.rpcServers } : {}),
       chatFormat: settings.chatFormat,
       embedding: settings.embedding,
       freeMemory: runtime.freeMemory,

@@ -9,6 +9,7 @@ import { infoCommand } from './info';
 import { modelsCommand } from './models';
 import { EXIT, formatError, PROGRAM, UsageError, writeOut } from './output';
 import { pullCommand } from './pull';
+import { rpcServerCommand } from './rpc-server';
 import { runCommand } from './run';
 
 export const USAGE = `Usage: tea-llama <command> [options]
@@ -23,6 +24,7 @@ Commands:
   models              list the models in the search folders, and which one is used without --model
   pull URL            download a GGUF model (resumable, checksum, hf:USER/REPO/FILE.gguf) into ~/.cache/tea/models
   run WORKFLOW.yaml   run a YAML workflow of llm.call / llm.chat / llm.stream / llm.embed nodes
+  rpc-server          lend this machine's devices to a model loaded elsewhere (llama.cpp's RPC; --rpc HOST:PORT)
 
 The model: --model PATH, else TEA_MODEL_PATH, llm.model_path (--settings FILE), $APPDIR/usr/share/models, then
 ~/.cache/tea/models (a default model, else the only or the most recently pulled one: see tea-llama models).
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   models: modelsCommand,
   pull: pullCommand,
   run: runCommand,
+  'rpc-server': rpcServerCommand,
 };
 
 function version(): string {

@@ -17,6 +17,11 @@ export interface LlmSettingsInput {
   gpuLayers?: number;
   /** `llm.chat_format`: a llama.cpp built-in template name or a Jinja string. Default: the model's own. */
   chatFormat?: string;
+  /**
+   * `llm.rpc_servers`, `LLM_RPC_SERVERS`: llama.cpp rpc-servers (`host:port`, a list, or comma-separated) that hold
+   * the local model's offloaded layers. Default: none.
+   */
+  rpcServers?: string | string[];
   /** `llm.embedding`: create the embedding context with the model. Default false (on first embed()). */
   embedding?: boolean;
   /** `llm.temperature`, `LLM_TEMPERATURE`. Default 0.7. */
@@ -55,6 +60,8 @@ export interface LlmSettings {
   contextSize?: number;
   threads: number;
   gpuLayers: number;
+  /** Empty when there are none. */
+  rpcServers: string[];
   chatFormat?: string;
   embedding: boolean;
   temperature: number;
@@ -75,7 +82,8 @@ type Kind =
   | { type: 'bool' }
   | { type: 'string' }
   | { type: 'url' }
-  | { type: 'urls' };
+  | { type: 'urls' }
+  | { type: 'endpoints' };
 
 export interface SettingKey {
   /** Path in explicit options, e.g. 'api.baseUrl'. */
@@ -97,6 +105,7 @@ export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
   { option: 'threads', yaml: 'n_threads', kind: { type: 'int', min: 1, max: 1024 } },
   { option: 'gpuLayers', yaml: 'n_gpu_layers', kind: { type: 'int', min: -1, max: 100000 } },
   { option: 'chatFormat', yaml: 'chat_format', kind: { type: 'string' } },
+  { option: 'rpcServers', yaml: 'rpc_servers', env: 'LLM_RPC_SERVERS', kind: { type: 'endpoints' } },
   { option: 'embedding', yaml: 'embedding', kind: { type: 'bool' } },
   { option: 'temperature', yaml: 'temperature', env: 'LLM_TEMPERATURE', kind: { type: 'number', min: 0, max: 100 } },
   { option: 'maxTokens', yaml: 'max_tokens', env: 'LLM_MAX_TOKENS', kind: { type: 'int', min: 1, max: 2 ** 31 - 1 } },
@@ -149,6 +158,8 @@ export function expectedText(kind: Kind): string {
       return 'an http:// or https:// URL';
     case 'urls':
       return 'an http:// or https:// URL, or a non-empty list of them';
+    case 'endpoints':
+      return '"host:port" RPC servers (a list, or separated by commas)';
   }
 }
 
@@ -190,6 +201,11 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
       return typeof value === 'string' && value.trim().length > 0 ? value : bad();
     case 'url':
       return typeof value === 'string' ? (httpUrl(value) ?? bad()) : bad();
+    case 'endpoints': {
+      const list = typeof value === 'string' ? value.split(',').map((v) => v.trim()) : value;
+      if (!Array.isArray(list) || list.length === 0) return bad();
+      return list.every((v) => typeof v === 'string' && /^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(v)) ? list : bad();
+    }
     case 'urls': {
       if (typeof value === 'string') return httpUrl(value) ?? bad();
       if (!Array.isArray(value) || value.length === 0) return bad();
