@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LlamaError, listRpcDevices, loadModel, type LlamaModel } from '../lib';
+import { LlamaError, listRpcDevices, loadModel, resolveSettings, type LlamaModel } from '../lib';
 import { ensureCliBuilt, runCli, tempHome } from './support/cli';
 import { freePort } from './support/llama-server';
 import { haveModel, modelPath, repoRoot, STORIES, STORY_PROMPTS } from './support/models';
@@ -23,9 +23,9 @@ async function failure(promise: Promise<unknown>): Promise<LlamaError> {
   throw new Error('expected a rejection');
 }
 
-/** Graph computations a server ran (GGML_RPC_DEBUG=1 logs one line per command). */
+/** Graph computations a server ran (GGML_RPC_DEBUG=1 logs one line per command; a repeated graph is a recompute). */
 function computations(server: RpcServer): number {
-  return server.output().split('\n').filter((l) => l.includes('graph_compute')).length;
+  return server.output().split('\n').filter((l) => /\[graph_(re)?compute\]/.test(l)).length;
 }
 
 const GREEDY = { maxTokens: 48, temperature: 0 };
@@ -154,6 +154,30 @@ describe.runIf(haveModel(STORIES))('RPC: a model over rpc-servers on loopback', 
       expect(error.code).toBe('ERR_INVALID_ARGUMENT');
       expect(error.message).toMatch(message);
     }
+  });
+
+  it('settings and the command line: llm.rpc_servers, LLM_RPC_SERVERS, --rpc (every layer by default), info lists the devices', async () => {
+    const [a, b] = servers;
+    const fromYaml = await resolveSettings({ yaml: `llm:\n  rpc_servers: [${a.endpoint}, ${b.endpoint}]\n`, env: {} });
+    expect(fromYaml).toMatchObject({ rpcServers: [a.endpoint, b.endpoint], gpuLayers: -1 });
+    const fromEnv = await resolveSettings({ env: { LLM_RPC_SERVERS: `${a.endpoint},${b.endpoint}` }, yaml: 'llm:\n  n_gpu_layers: 1\n' });
+    expect(fromEnv).toMatchObject({ rpcServers: [a.endpoint, b.endpoint], gpuLayers: 1 });
+    const bad = await failure(resolveSettings({ env: { LLM_RPC_SERVERS: 'http://a:1' } }));
+    expect(bad.message).toContain('LLM_RPC_SERVERS: expected "host:port" RPC servers');
+
+    const before = computations(a);
+    const prompt = [...local.keys()][0];
+    const cli = await runCli(['complete', '--model', modelPath(STORIES), '--rpc', a.endpoint, '-c', '512', '-t', '1', '-n', '48', '--temperature', '0', prompt]);
+    expect(cli.stderr).toBe('');
+    expect(cli.code).toBe(0);
+    expect(cli.stdout.trimEnd()).toBe(local.get(prompt)!.trimEnd());
+    expect(computations(a)).toBeGreaterThan(before);
+
+    const info = await runCli(['info', modelPath(STORIES), '--rpc', `${a.endpoint},127.0.0.1:${await freePort()}`]);
+    expect(info.code).toBe(0);
+    expect(info.stdout).toMatch(/gpu layers\s+-1\s+the default with RPC servers: every layer/);
+    expect(info.stdout).toMatch(new RegExp(`${a.endpoint}  protocol 7\\.0\\.0; device 0: .* free of `));
+    expect(info.stdout).toContain('unreachable: ERR_RPC_CONNECTION');
   });
 
   // llama.cpp's RPC client has no way to report a lost server: its dispatcher thread calls GGML_ABORT ("Remote RPC
