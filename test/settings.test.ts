@@ -33,6 +33,7 @@ llm:
   n_ctx: 8192
   n_threads: 3
   n_gpu_layers: -1
+  rpc_servers: [10.0.0.5:50052, "gpu-box:50052"]
   chat_format: chatml
   embedding: true
   temperature: 0.2
@@ -60,6 +61,7 @@ describe('settings', () => {
       contextSize: 8192,
       threads: 3,
       gpuLayers: -1,
+      rpcServers: ['10.0.0.5:50052', 'gpu-box:50052'],
       chatFormat: 'chatml',
       embedding: true,
       temperature: 0.2,
