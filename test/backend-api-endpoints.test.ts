@@ -225,6 +225,17 @@ describe('ApiLlmBackend endpoint pool (loopback fixtures)', () => {
     expect(good.requests).toHaveLength(1);
   });
 
+  it('a 429 moves to another server at once without marking the busy one down', async () => {
+    const busy = await fixture((_req, res) => json(res, 429, { error: { message: 'slow down' } }, { 'retry-after': '30' }));
+    const good = await fixture((_req, res) => json(res, 200, completionBody('good')));
+    const api = backend({ baseUrl: [busy.url, good.url], retryDelayMs: 20_000, logger: captureLogger() });
+    const started = performance.now();
+    expect((await api.call({ prompt: 'x', ...CALL })).content).toBe('good');
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(busy.requests).toHaveLength(1);
+    expect(api.endpoints.map((e) => e.healthy)).toEqual([true, true]);
+  });
+
   it('options: an empty list or a repeated server is ERR_INVALID_ARGUMENT', () => {
     expect(() => new ApiLlmBackend({ baseUrl: [] })).toThrow(/non-empty list/);
     expect(() => new ApiLlmBackend({ baseUrl: ['http://127.0.0.1:1', 'http://127.0.0.1:1/v1'] })).toThrow(/twice/);
