@@ -49,7 +49,7 @@ export function rpcServerPath(): string {
 
 /** The warning for a non-loopback address: the protocol lets anyone who reaches the port use this machine. */
 export function exposedWarning(host: string): string | undefined {
-  if (host === '127.0.0.1' || host === 'localhost' || host === '::1') return undefined;
+  if (host === '127.0.0.1' || host === 'localhost') return undefined;
   const bar = '!'.repeat(100);
   return [
     bar,
@@ -68,7 +68,8 @@ export async function rpcServerCommand(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const host = v.host ?? '127.0.0.1';
-  if (!/^[A-Za-z0-9.\-_:]+$/.test(host)) throw new UsageError(`--host must be an address or a host name, not ${JSON.stringify(host)}`, 'rpc-server');
+  // llama.cpp splits host:port at the first colon, so an IPv6 literal cannot be served.
+  if (!/^[A-Za-z0-9.\-_]+$/.test(host)) throw new UsageError(`--host must be an IPv4 address or a host name, not ${JSON.stringify(host)}`, 'rpc-server');
   const port = intOption('rpc-server', 'port', v.port, 1, 65535) ?? 50052;
   const threads = intOption('rpc-server', 'threads', v.threads, 1, 1024);
   const argv = ['--host', host, '--port', String(port)];
@@ -84,10 +85,10 @@ export async function rpcServerCommand(args: string[]): Promise<number> {
   if (warning) process.stderr.write(`\n${warning}\n\n`);
   const bin = rpcServerPath();
   const child = spawn(bin, argv, { stdio: 'inherit', env });
-  // Ctrl+C reaches the child through the terminal's process group; a SIGTERM to us is passed on.
+  // SIGINT and SIGTERM are passed on (Ctrl+C in a terminal reaches both anyway); we exit when the child does.
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   process.on('SIGTERM', forward);
-  process.on('SIGINT', () => undefined);
+  process.on('SIGINT', forward);
   return await new Promise<number>((done) => {
     child.once('error', (error) => {
       process.stderr.write(`tea-llama rpc-server: cannot start ${bin}: ${error.message}\n`);
@@ -95,6 +96,7 @@ export async function rpcServerCommand(args: string[]): Promise<number> {
     });
     child.once('exit', (code, signal) => {
       process.off('SIGTERM', forward);
+      process.off('SIGINT', forward);
       done(signal === 'SIGINT' || signal === 'SIGTERM' ? EXIT.interrupted : (code ?? EXIT.failure));
     });
   });
