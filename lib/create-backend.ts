@@ -63,11 +63,17 @@ function common(settings: LlmSettings, logger: Logger): BackendCommonOptions {
 function apiBackend(settings: LlmSettings, logger: Logger): ApiLlmBackend {
   return new ApiLlmBackend({
     ...common(settings, logger),
-    baseUrl: settings.api.baseUrl!,
+    // Settings resolved by an older resolveSettings() (or built by hand) may have baseUrl without endpoints.
+    baseUrl: settings.api.endpoints ?? settings.api.baseUrl!,
     apiKey: settings.api.apiKey ?? '',
     model: settings.api.model,
     timeoutMs: settings.api.timeout * 1000,
   });
+}
+
+/** The configured API server(s), for log lines. */
+function apiWhere(settings: LlmSettings): string {
+  return (settings.api.endpoints ?? [settings.api.baseUrl!]).map((u) => displayUrl(u)).join(', ');
 }
 
 /** chat_format must be a built-in template name or a Jinja template. */
@@ -154,7 +160,7 @@ export async function createLlmBackend(
         { path: 'llm.api.base_url (or LLM_API_BASE)', expected: 'an http:// or https:// URL when the backend is api', found: 'nothing' },
       ]);
     }
-    logger.info(`backend: api at ${displayUrl(settings.api.baseUrl)} (from ${chosenBy('backend')})`);
+    logger.info(`backend: api at ${apiWhere(settings)} (from ${chosenBy('backend')})`);
     return apiBackend(settings, logger);
   }
 
@@ -177,6 +183,7 @@ export async function createLlmBackend(
       contextSize: settings.contextSize,
       threads: settings.threads,
       gpuLayers: settings.gpuLayers,
+      ...(settings.rpcServers?.length ? { rpcServers: settings.rpcServers } : {}),
       chatFormat: settings.chatFormat,
       embedding: settings.embedding,
       freeMemory: runtime.freeMemory,
@@ -199,7 +206,7 @@ export async function createLlmBackend(
     }
   }
   if (settings.api.baseUrl) {
-    logger.warn(`local model unavailable (${reason}); using the API at ${displayUrl(settings.api.baseUrl)} instead`);
+    logger.warn(`local model unavailable (${reason}); using the API at ${apiWhere(settings)} instead`);
     return apiBackend(settings, logger);
   }
   throw new LlamaError(

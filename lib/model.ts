@@ -23,6 +23,7 @@ import { readGguf } from './gguf';
 import type { NativeAbortFlag, NativeChatParse, NativeGenerateOptions, NativeGrammarOptions, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { checkHyperparameters, checkTensors } from './preflight';
+import { DEFAULT_RPC_CONNECT_TIMEOUT_MS, holdRpcServers, parseRpcEndpoint, preflightRpcServers } from './rpc';
 import type {
   ChatMessage,
   ChatOptions,
@@ -67,6 +68,8 @@ interface ResolvedLoadOptions {
   seed: number | undefined;
   sequences: number;
   maxQueued: number;
+  /** Releases the RPC servers the model holds (see lib/rpc.ts), after the native model is freed. */
+  releaseRpc?: () => void;
 }
 
 /** Texts one embedding decode may batch (each its own sequence of the embedding context). */
@@ -74,8 +77,32 @@ const EMBEDDING_SEQUENCES = 64;
 
 const LOAD_KEYS = [
   'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
-  'sequences', 'maxQueued', 'onProgress', 'signal',
+  'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs',
 ] as const;
+
+/** llama.cpp's GGML_RPC_MAX_SERVERS. */
+const MAX_RPC_SERVERS = 16;
+
+function checkRpcOptions(opts: LoadModelOptions): { rpcServers: string[]; tensorSplit: number[] | undefined; timeoutMs: number } {
+  let rpcServers: string[] = [];
+  if (opts.rpcServers !== undefined) {
+    if (!Array.isArray(opts.rpcServers)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'rpcServers must be an array of "host:port" strings');
+    if (opts.rpcServers.length > MAX_RPC_SERVERS) throw new LlamaError('ERR_INVALID_ARGUMENT', `rpcServers lists ${opts.rpcServers.length} servers; llama.cpp takes at most ${MAX_RPC_SERVERS}`);
+    rpcServers = opts.rpcServers.map((s, k) => parseRpcEndpoint(s, `rpcServers[${k}]`).endpoint);
+    const twice = rpcServers.find((s, k) => rpcServers.indexOf(s) !== k);
+    if (twice) throw new LlamaError('ERR_INVALID_ARGUMENT', `rpcServers lists ${twice} twice`);
+  }
+  let tensorSplit: number[] | undefined;
+  if (opts.tensorSplit !== undefined) {
+    const split = opts.tensorSplit;
+    if (!Array.isArray(split) || split.length === 0 || split.length > 256 || !split.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0) || !split.some((v) => v > 0)) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', 'tensorSplit must be a non-empty array of numbers >= 0, not all 0 (one proportion per device)');
+    }
+    tensorSplit = [...split];
+  }
+  const timeoutMs = optionalInt(opts.rpcConnectTimeoutMs, 'rpcConnectTimeoutMs', 1, 2 ** 31 - 1) ?? DEFAULT_RPC_CONNECT_TIMEOUT_MS;
+  return { rpcServers, tensorSplit, timeoutMs };
+}
 
 /** LoadModelOptions.flashAttention to llama_flash_attn_type. */
 const FLASH_ATTENTION = { auto: -1, off: 0, on: 1 } as const;
@@ -625,6 +652,7 @@ export class LlamaModel implements AsyncDisposable {
       const settled = await Promise.allSettled(contexts);
       await Promise.all(settled.map((c) => (c.status === 'fulfilled' ? c.value.dispose() : undefined)));
       this.#native.dispose();
+      this.#options.releaseRpc?.();
     })();
     return this.#disposing;
   }
@@ -715,7 +743,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const contextSize = optionalInt(opts.contextSize, 'contextSize', 1, 2 ** 24);
   const threads = optionalInt(opts.threads, 'threads', 1, 1024) ?? availableParallelism();
   const batchSize = optionalInt(opts.batchSize, 'batchSize', 1, 2 ** 20) ?? 512;
-  const gpuLayers = optionalInt(opts.gpuLayers, 'gpuLayers', -1, 100000) ?? 0;
+  const gpuLayersOption = optionalInt(opts.gpuLayers, 'gpuLayers', -1, 100000);
   const vocabOnly = optionalBool(opts.vocabOnly, 'vocabOnly') ?? false;
   const useMmap = optionalBool(opts.useMmap, 'useMmap') ?? true;
   const seed = optionalInt(opts.seed, 'seed', 0, MAX_UINT32);
@@ -728,6 +756,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const flashAttention = FLASH_ATTENTION[opts.flashAttention ?? 'auto'];
   const onProgress = optionalFunction<(progress: number) => void>(opts.onProgress, 'onProgress');
   const signal = optionalSignal(opts.signal);
+  const rpc = checkRpcOptions(opts);
+  // With RPC servers and no gpuLayers, every layer goes to them: offloading nothing would leave them unused.
+  const gpuLayers = gpuLayersOption ?? (rpc.rpcServers.length > 0 ? -1 : 0);
   if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'model load aborted');
 
   const gguf = await readGguf(absolute);
@@ -739,6 +770,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     checkTensors(gguf, absolute);
   }
   const fileSize = (await stat(absolute)).size;
+  // llama.cpp's RPC client aborts the process on a server it cannot reach: check each one here first.
+  if (rpc.rpcServers.length > 0) await preflightRpcServers(rpc.rpcServers, rpc.timeoutMs);
+  const releaseRpc = holdRpcServers(rpc.rpcServers);
 
   const binding = getBinding();
   const flag = new binding.AbortFlag();
@@ -759,8 +793,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   };
   let native: NativeModel;
   try {
-    native = await binding.loadModel(absolute, { gpuLayers, vocabOnly, useMmap }, onProgress ? report : undefined, flag);
+    const where = { ...(rpc.rpcServers.length > 0 ? { rpcServers: rpc.rpcServers } : {}), ...(rpc.tensorSplit ? { tensorSplit: rpc.tensorSplit } : {}) };
+    native = await binding.loadModel(absolute, { gpuLayers, vocabOnly, useMmap, ...where }, onProgress ? report : undefined, flag);
   } catch (error) {
+    releaseRpc();
     throw toLlamaError(error);
   } finally {
     unlink();
@@ -770,6 +806,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   loaded = true;
   if (signal?.aborted) {
     native.dispose();
+    releaseRpc();
     throw new LlamaError('ERR_ABORTED', 'model load aborted');
   }
   const info: ModelInfo = { ...native.info(), path: absolute, fileSize };
@@ -784,5 +821,6 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     seed,
     sequences,
     maxQueued,
+    releaseRpc,
   });
 }

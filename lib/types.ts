@@ -24,8 +24,19 @@ export interface LoadModelOptions {
   threads?: number;
   /** Largest number of prompt tokens submitted to llama.cpp in one decode. Default 512. */
   batchSize?: number;
-  /** Layers to offload to a GPU (-1: all). Default 0; ignored by CPU-only builds. */
+  /** Layers to offload to a GPU or to `rpcServers` (-1: all). Default 0 (-1 with `rpcServers`); ignored by CPU-only builds without them. */
   gpuLayers?: number;
+  /**
+   * llama.cpp rpc-servers (`'host:port'`, as `llama-server --rpc` takes them) whose devices hold layers of this
+   * model: with `gpuLayers`, the offloaded layers are spread over them (and any local GPU) by free memory or
+   * `tensorSplit`, the rest stay on the local CPU. Each is checked (connection and protocol version) within
+   * `rpcConnectTimeoutMs` before llama.cpp connects: ERR_RPC_CONNECTION. Default: none. See README, RPC.
+   */
+  rpcServers?: string[];
+  /** Share of the offloaded layers per device, in llama.cpp's order (RPC servers first, then local GPUs). Default: by free memory. */
+  tensorSplit?: number[];
+  /** Longest wait to connect to, and for the handshake of, each RPC server, in ms. Default 5000. */
+  rpcConnectTimeoutMs?: number;
   /** Load only the vocabulary: tokenize and chat templates work, generation does not. Default false. */
   vocabOnly?: boolean;
   /** Default sampling seed for this model's completions. Default: a fresh random seed per completion. */

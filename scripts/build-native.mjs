@@ -29,7 +29,9 @@ const toolPaths = ['llama-server', 'llama-bench', 'llama-quantize', 'llama-compl
   join(root, 'build', 'tools', t + exe),
 );
 
-if (args.has('--if-missing') && existsSync(addonPath) && (!withTools || toolPaths.every((p) => existsSync(p)))) {
+// llama.cpp's rpc-server comes with every build (tea-llama rpc-server); in the prebuild layout it sits beside the addon.
+const rpcServerPath = join(root, outDir, dynamic ? 'Release' : 'tools', 'ggml-rpc-server' + exe);
+if (args.has('--if-missing') && existsSync(addonPath) && existsSync(rpcServerPath) && (!withTools || toolPaths.every((p) => existsSync(p)))) {
   process.exit(0);
 }
 

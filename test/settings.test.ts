@@ -33,6 +33,7 @@ llm:
   n_ctx: 8192
   n_threads: 3
   n_gpu_layers: -1
+  rpc_servers: [10.0.0.5:50052, "gpu-box:50052"]
   chat_format: chatml
   embedding: true
   temperature: 0.2
@@ -60,6 +61,7 @@ describe('settings', () => {
       contextSize: 8192,
       threads: 3,
       gpuLayers: -1,
+      rpcServers: ['10.0.0.5:50052', 'gpu-box:50052'],
       chatFormat: 'chatml',
       embedding: true,
       temperature: 0.2,
@@ -67,7 +69,7 @@ describe('settings', () => {
       topP: 0.9,
       enableCache: true,
       cacheDir: '/var/cache/tea/responses',
-      api: { baseUrl: 'http://127.0.0.1:8080/v1', apiKey: 'sk-from-yaml', model: 'phi-4-mini', timeout: 12.5 },
+      api: { baseUrl: 'http://127.0.0.1:8080/v1', endpoints: ['http://127.0.0.1:8080/v1'], apiKey: 'sk-from-yaml', model: 'phi-4-mini', timeout: 12.5 },
       sources: expect.any(Object),
     });
     expect(Object.values(s.sources).every((source) => source === 'yaml')).toBe(true);
@@ -247,7 +249,7 @@ describe('settings', () => {
       ['LLM_TIMEOUT', '-1', "LLM_TIMEOUT: expected a number above 0, got '-1'"],
       ['LLM_ENABLE_CACHE', 'sometimes', "LLM_ENABLE_CACHE: expected one of 1, 0, true, false, yes, no, on, off, got 'sometimes'"],
       ['LLM_BACKEND', 'cloud', 'LLM_BACKEND: expected one of "local", "api", "mock", got \'cloud\''],
-      ['LLM_API_BASE', 'not a url', "LLM_API_BASE: expected an http:// or https:// URL, got 'not a url'"],
+      ['LLM_API_BASE', 'not a url', "LLM_API_BASE: expected an http:// or https:// URL, or a non-empty list of them, got 'not a url'"],
     ]) {
       let error: unknown;
       try {

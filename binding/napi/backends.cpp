@@ -126,6 +126,11 @@ BackendReport LoadBackends(const std::vector<std::string>& dirs, const std::stri
         if (score > bestScore) bestScore = score, bestCpu = entry.path();
         continue;
       }
+      // The RPC client: devices only where a model names its servers (loadModel's rpcServers), so always loaded.
+      if (stem == "rpc") {
+        ggml_backend_load(entry.path().string().c_str());
+        continue;
+      }
       static const char* gpuModules[] = {"cuda", "vulkan", "metal", "hip", "sycl", "musa", "opencl", "cann"};
       if (std::find(std::begin(gpuModules), std::end(gpuModules), stem) == std::end(gpuModules)) continue;  // ggml-base, ...
       if (gpu == "none" || (gpu != "auto" && stem != gpu)) continue;

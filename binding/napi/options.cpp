@@ -132,6 +132,25 @@ ModelOptions ModelOptions::Parse(const Napi::Value& value) {
   o.gpuLayers = static_cast<int32_t>(Number(obj, "gpuLayers", o.gpuLayers, -1, 100000, true));
   o.vocabOnly = Bool(obj, "vocabOnly", o.vocabOnly);
   o.useMmap = Bool(obj, "useMmap", o.useMmap);
+  Napi::Value servers = obj.Get("rpcServers");
+  if (!servers.IsUndefined() && !servers.IsNull()) {
+    if (!servers.IsArray()) Invalid("rpcServers must be an array of strings");
+    Napi::Array list = servers.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) o.rpcServers.push_back(RequireString(list.Get(i), "rpcServers[i]"));
+  }
+  Napi::Value split = obj.Get("tensorSplit");
+  if (!split.IsUndefined() && !split.IsNull()) {
+    if (!split.IsArray()) Invalid("tensorSplit must be an array of numbers");
+    Napi::Array list = split.As<Napi::Array>();
+    if (list.Length() > llama_max_devices()) Invalid("tensorSplit has more entries than llama.cpp's device limit");
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Napi::Value item = list.Get(i);
+      if (!item.IsNumber()) Invalid("tensorSplit must be an array of numbers");
+      const double v = item.As<Napi::Number>().DoubleValue();
+      if (!std::isfinite(v) || v < 0) Invalid("tensorSplit entries must be finite and >= 0");
+      o.tensorSplit.push_back(static_cast<float>(v));
+    }
+  }
   return o;
 }
 

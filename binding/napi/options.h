@@ -21,6 +21,8 @@ struct ModelOptions {
   int32_t gpuLayers = 0;
   bool vocabOnly = false;
   bool useMmap = true;
+  std::vector<std::string> rpcServers;  // "host:port" of llama.cpp rpc-servers (the TS layer checked each is up)
+  std::vector<float> tensorSplit;       // proportions per device, llama.cpp's tensor_split; empty: by free memory
 
   static ModelOptions Parse(const Napi::Value& value);
 };

@@ -1,5 +1,10 @@
 #include "model_load_worker.h"
 
+#include <algorithm>
+#include <vector>
+
+#include "ggml-backend.h"
+
 #include "log.h"
 #include "vocab_check.h"
 
@@ -45,6 +50,37 @@ void ModelLoadWorker::Run() {
   params.load_mode = options_.useMmap ? params.load_mode : LLAMA_LOAD_MODE_NONE;
   params.progress_callback = &ModelLoadWorker::OnProgress;
   params.progress_callback_user_data = this;
+  // RPC servers: their devices go to this model only (passed as params.devices, not registered process-wide, so
+  // other models keep the default device choice), first, then the local GPUs: llama.cpp's own default order.
+  std::vector<ggml_backend_dev_t> devices;
+  if (!options_.rpcServers.empty()) {
+    ggml_backend_reg_t rpc = ggml_backend_reg_by_name("RPC");
+    using AddServerFn = ggml_backend_reg_t (*)(const char*);
+    auto addServer = rpc ? reinterpret_cast<AddServerFn>(ggml_backend_reg_get_proc_address(rpc, "ggml_backend_rpc_add_server")) : nullptr;
+    if (addServer == nullptr) throw TeaError("ERR_BACKEND_UNAVAILABLE", "this build of the addon has no RPC backend (GGML_RPC)");
+    for (const std::string& server : options_.rpcServers) {
+      ggml_backend_reg_t reg = addServer(server.c_str());
+      if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0) throw TeaError("ERR_RPC_CONNECTION", "RPC server " + server + " has no devices");
+      for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i) devices.push_back(ggml_backend_reg_dev_get(reg, i));
+    }
+    std::vector<ggml_backend_dev_t> igpus;
+    bool gpu = false;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+      ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+      const auto type = ggml_backend_dev_type(dev);
+      if (type == GGML_BACKEND_DEVICE_TYPE_GPU && ggml_backend_dev_backend_reg(dev) != rpc) devices.push_back(dev), gpu = true;
+      if (type == GGML_BACKEND_DEVICE_TYPE_IGPU) igpus.push_back(dev);
+    }
+    if (!gpu) devices.insert(devices.end(), igpus.begin(), igpus.end());
+    devices.push_back(nullptr);
+    params.devices = devices.data();
+  }
+  std::vector<float> split;
+  if (!options_.tensorSplit.empty()) {
+    split.assign(llama_max_devices(), 0.0f);
+    std::copy(options_.tensorSplit.begin(), options_.tensorSplit.end(), split.begin());
+    params.tensor_split = split.data();
+  }
   try {
     CheckTokenTable(path_);
   } catch (const TeaError& e) {

@@ -3,6 +3,7 @@ import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
 import { checkCompletion, checkEmbeddings, checkModels, type ServerTimings, type Usage } from './api-response';
+import { EndpointPool, type Endpoint } from './endpoints';
 import { displayUrl, HttpClient, readLimited } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
 import { parseSse } from './sse';
@@ -10,9 +11,15 @@ import { parseSse } from './sse';
 export interface ApiLlmBackendOptions extends BackendCommonOptions {
   /**
    * The server: `http://127.0.0.1:8080` (llama-server), `http://localhost:11434/v1` (Ollama), `https://api.openai.com/v1`.
-   * Requests go to `<base>/v1/...`; a base that already ends in `/v1` is used as is.
+   * Requests go to `<base>/v1/...`; a base that already ends in `/v1` is used as is. A list of servers serving the
+   * same model spreads the requests over them (the healthy one with the fewest outstanding requests, ties round
+   * robin) and fails over between them: see {@link EndpointPool}.
    */
-  baseUrl: string;
+  baseUrl: string | readonly string[];
+  /** With several servers: first wait before a down one is probed again, in ms (doubling per failed probe). Default 1000. */
+  probeDelayMs?: number;
+  /** With several servers: longest wait between two probes of a down one, in ms. Default 30000. */
+  maxProbeDelayMs?: number;
   /** Sent as a Bearer token; never logged or put in an error. Default: `LLM_API_KEY` from the environment, else none. */
   apiKey?: string;
   /** Model name sent with each request. Default: none (llama-server answers with the model it serves). */
@@ -79,10 +86,13 @@ export class ApiLlmBackend extends BaseLlmBackend {
   readonly kind = 'api' as const;
   /** The configured model name, or 'default' when none is sent. */
   readonly model: string;
-  /** The OpenAI API base, e.g. `http://127.0.0.1:8080/v1`. */
+  /** The OpenAI API base, e.g. `http://127.0.0.1:8080/v1` (of the first server, when there are several). */
   readonly apiBase: string;
-  /** The server root, where `/health` is. */
+  /** The server root, where `/health` is (of the first server). */
   readonly serverRoot: string;
+  /** Every server, with its health and outstanding requests. */
+  readonly endpoints: readonly Endpoint[];
+  readonly #pool: EndpointPool;
   readonly #model: string | undefined;
   readonly #http: HttpClient;
   readonly #inFlight = new Set<AbortController>();
@@ -92,9 +102,13 @@ export class ApiLlmBackend extends BaseLlmBackend {
   constructor(options: ApiLlmBackendOptions) {
     const opts = requireObject(options, 'options') as unknown as ApiLlmBackendOptions;
     super(opts);
-    const { root, api } = apiUrls(requireString(opts.baseUrl, 'baseUrl'));
-    this.serverRoot = root;
-    this.apiBase = api;
+    const bases = typeof opts.baseUrl === 'string' || !Array.isArray(opts.baseUrl) ? [requireString(opts.baseUrl, 'baseUrl')] : opts.baseUrl;
+    if (bases.length === 0) throw new LlamaError('ERR_INVALID_ARGUMENT', 'baseUrl must be a URL or a non-empty list of URLs');
+    const urls = bases.map((b, k) => apiUrls(requireString(b, `baseUrl[${k}]`)));
+    const duplicate = urls.find((u, k) => urls.findIndex((v) => v.api === u.api) !== k);
+    if (duplicate) throw new LlamaError('ERR_INVALID_ARGUMENT', `baseUrl lists ${displayUrl(duplicate.api)} twice`);
+    this.serverRoot = urls[0].root;
+    this.apiBase = urls[0].api;
     this.#model = opts.model === undefined ? undefined : requireString(opts.model, 'model');
     this.model = this.#model ?? 'default';
     const apiKey = opts.apiKey === undefined ? process.env.LLM_API_KEY || undefined : requireString(opts.apiKey, 'apiKey');
@@ -105,7 +119,12 @@ export class ApiLlmBackend extends BaseLlmBackend {
     if (opts.allowCrossOriginRedirects !== undefined && typeof opts.allowCrossOriginRedirects !== 'boolean') {
       throw new LlamaError('ERR_INVALID_ARGUMENT', 'allowCrossOriginRedirects must be a boolean');
     }
+    const probeDelayMs = optionalNumber(opts.probeDelayMs, 'probeDelayMs', 1, 2 ** 31 - 1) ?? 1000;
+    const maxProbeDelayMs = optionalNumber(opts.maxProbeDelayMs, 'maxProbeDelayMs', 1, 2 ** 31 - 1) ?? 30_000;
+    this.#pool = new EndpointPool(urls, { probeDelayMs, maxProbeDelayMs, logger: this.logger, probe: (e) => this.#probeEndpoint(e) });
+    this.endpoints = this.#pool.endpoints;
     this.#http = new HttpClient({
+      pool: this.#pool,
       apiKey: apiKey || undefined,
       timeoutMs: optionalNumber(opts.timeoutMs, 'timeoutMs', 1, 2 ** 31 - 1) ?? 60_000,
       maxRetries: optionalInt(opts.maxRetries, 'maxRetries', 0, 100) ?? 2,
@@ -118,7 +137,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
   }
 
   protected override cacheIdentity(): string {
-    return `${this.apiBase}#${this.model}`;
+    return `${this.endpoints.map((e) => e.api).join(',')}#${this.model}`;
   }
 
   /** The structured fields as llama-server (and OpenAI, for response_format and tools) take them. */
@@ -195,7 +214,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
 
   protected generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const path = request.kind === 'prompt' ? '/completions' : '/chat/completions';
-    return this.#tracked(request.signal, `POST ${displayUrl(this.apiBase + path)}`, async (signal, expired) => {
+    return this.#tracked(request.signal, `POST ${this.#display(path)}`, async (signal, expired) => {
       const partial = { text: '', chunks: 0 };
       try {
         const result =
@@ -214,8 +233,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
   }
 
   async #whole(path: string, request: GenerationRequest): Promise<EngineResult> {
-    const where = `POST ${displayUrl(this.apiBase + path)}`;
-    const answer = await this.#json(where, this.apiBase + path, this.#body(request, false), request.signal);
+    const { where, answer } = await this.#json(path, this.#body(request, false), request.signal);
     const body = checkCompletion(where, answer, request.kind, false);
     if (body.error !== undefined) throw new LlamaError('ERR_API_HTTP', this.#http.redact(`${where}: the server reported an error: ${body.error}`));
     const choice = body.choice!;
@@ -238,11 +256,14 @@ export class ApiLlmBackend extends BaseLlmBackend {
     onChunk: (chunk: string) => void,
     partial: { text: string; chunks: number },
   ): Promise<EngineResult> {
-    const where = `POST ${displayUrl(this.apiBase + path)}`;
-    const { response, timer } = await this.#http.send('POST', this.apiBase + path, this.#body(request, true), request.signal);
+    // Once a server has answered with a success status the stream stays with it: failing over after that could
+    // repeat text already passed to onChunk.
+    const { response, timer, endpoint, release } = await this.#http.send('POST', path, this.#body(request, true), request.signal);
+    const where = `POST ${displayUrl(endpoint.api + path)}`;
     const type = response.headers.get('content-type') ?? '';
     if (!type.includes('text/event-stream')) {
       timer.clear();
+      release();
       await response.body?.cancel().catch(() => undefined);
       throw new LlamaError('ERR_API_PROTOCOL', `${where}: expected a text/event-stream answer, got ${JSON.stringify(type)}`);
     }
@@ -316,10 +337,16 @@ export class ApiLlmBackend extends BaseLlmBackend {
     } catch (error) {
       // The final event (with its finish reason) came, then the server went quiet without [DONE] and without
       // closing: the answer is complete.
-      if (!(timer.fired && reason && !request.signal.aborted)) throw this.#http.failure(error, where, timer, request.signal);
+      if (!(timer.fired && reason && !request.signal.aborted)) {
+        const failure = this.#http.failure(error, where, timer, request.signal);
+        // A server that went away mid-stream is down for the next requests too (this one cannot move: text was sent).
+        if (failure.code === 'ERR_API_CONNECTION') this.#pool.markDown(endpoint, 'connection lost mid-stream');
+        throw failure;
+      }
     } finally {
       timer.clear();
       if (!done) await response.body?.cancel().catch(() => undefined);
+      release();
     }
     if (request.signal.aborted) throw new LlamaError('ERR_ABORTED', `${where} aborted`);
     if (!done && !reason) throw new LlamaError('ERR_API_PROTOCOL', `${where}: the stream ended before its last event`);
@@ -350,8 +377,10 @@ export class ApiLlmBackend extends BaseLlmBackend {
    * POSTs (or GETs, without a body) and parses a JSON answer of at most `maxResponseBytes`. Text that is not JSON
    * is ERR_API_PROTOCOL; JSON that is not an object is ERR_API_RESPONSE (the callers check the fields).
    */
-  async #json(where: string, url: string, body: unknown, signal: AbortSignal | undefined): Promise<Record<string, unknown>> {
-    const { response, timer } = await this.#http.send(body === undefined ? 'GET' : 'POST', url, body, signal);
+  async #json(path: string, body: unknown, signal: AbortSignal | undefined): Promise<{ where: string; answer: Record<string, unknown> }> {
+    const method = body === undefined ? 'GET' : 'POST';
+    const { response, timer, endpoint, release } = await this.#http.send(method, path, body, signal);
+    const where = `${method} ${displayUrl(endpoint.api + path)}`;
     let text: string;
     const limit = this.#maxResponseBytes;
     try {
@@ -364,6 +393,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       throw this.#http.failure(error, where, timer, signal);
     } finally {
       timer.clear();
+      release();
     }
     let parsed: unknown;
     try {
@@ -374,15 +404,19 @@ export class ApiLlmBackend extends BaseLlmBackend {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new LlamaError('ERR_API_RESPONSE', `${where}: malformed answer: the answer should be a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'a list' : typeof parsed}`);
     }
-    return parsed as Record<string, unknown>;
+    return { where, answer: parsed as Record<string, unknown> };
+  }
+
+  /** A path under the API base for messages: the one server's URL, or `…/path` when there are several. */
+  #display(path: string): string {
+    return this.endpoints.length === 1 ? displayUrl(this.apiBase + path) : `${this.endpoints.length} endpoints ${path}`;
   }
 
   protected embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
-    const url = `${this.apiBase}/embeddings`;
-    const where = `POST ${displayUrl(url)}`;
-    return this.#tracked(signal, where, async (linked) => {
+    return this.#tracked(signal, `POST ${this.#display('/embeddings')}`, async (linked) => {
       const body = { ...(this.#model !== undefined ? { model: this.#model } : {}), input: texts, encoding_format: 'float' };
-      const vectors = checkEmbeddings(where, await this.#json(where, url, body, linked), texts.length);
+      const { where, answer } = await this.#json('/embeddings', body, linked);
+      const vectors = checkEmbeddings(where, answer, texts.length);
       for (const vector of vectors) {
         const norm = Math.sqrt(vector.reduce((sum, x) => sum + x * x, 0));
         if (norm > 0) for (let k = 0; k < vector.length; k++) vector[k] /= norm;
@@ -391,7 +425,10 @@ export class ApiLlmBackend extends BaseLlmBackend {
     });
   }
 
-  /** GET /health; when the server has none (404/405), GET /v1/models. One attempt each, no retries. */
+  /**
+   * GET /health; when the server has none (404/405), GET /v1/models. One attempt each, no retries. With several
+   * servers each is probed: ok when one is, and `detail` lists each one's answer.
+   */
   async healthCheck(): Promise<HealthStatus> {
     const started = performance.now();
     const status = (ok: boolean, detail: string): HealthStatus => ({
@@ -402,49 +439,68 @@ export class ApiLlmBackend extends BaseLlmBackend {
       latencyMs: performance.now() - started,
     });
     if (this.disposed) return status(false, 'ERR_DISPOSED: the api backend has been disposed');
-    const probe = async (url: string): Promise<{ status: number; text: string }> => {
-      const { response, timer } = await this.#http.send('GET', url, undefined, undefined, { probe: true });
+    if (this.endpoints.length === 1) {
+      const one = await this.#health(this.endpoints[0]);
+      return status(one.ok, one.detail);
+    }
+    const each = await Promise.all(this.endpoints.map((e) => this.#health(e)));
+    const healthy = each.filter((h) => h.ok).length;
+    const lines = each.map((h, k) => `${displayUrl(this.endpoints[k].root)}: ${h.detail}`);
+    return status(healthy > 0, `${healthy} of ${each.length} endpoints healthy; ${lines.join('; ')}`);
+  }
+
+  /** A probe of the pool (bringing a down endpoint back): the health check of that one server. */
+  async #probeEndpoint(endpoint: Endpoint): Promise<boolean> {
+    return this.disposed ? false : (await this.#health(endpoint)).ok;
+  }
+
+  /** One server's health. Never throws. */
+  async #health(endpoint: Endpoint): Promise<{ ok: boolean; detail: string }> {
+    const probe = async (path: string, root: boolean): Promise<{ status: number; text: string }> => {
+      const { response, timer, release } = await this.#http.send('GET', path, undefined, undefined, { probe: true, endpoint, root });
       try {
         return { status: response.status, text: await readLimited(response, this.#maxResponseBytes, 'truncate') };
       } catch (error) {
-        throw this.#http.failure(error, `GET ${displayUrl(url)}`, timer, undefined);
+        throw this.#http.failure(error, `GET ${displayUrl((root ? endpoint.root : endpoint.api) + path)}`, timer, undefined);
       } finally {
         timer.clear();
+        release();
       }
     };
     try {
-      const health = await probe(`${this.serverRoot}/health`);
+      const health = await probe('/health', true);
       if (health.status !== 404 && health.status !== 405) {
-        return status(health.status < 300, `GET /health: ${health.status}${health.status < 300 ? '' : ` (${health.text.slice(0, 200)})`}`);
+        return { ok: health.status < 300, detail: `GET /health: ${health.status}${health.status < 300 ? '' : ` (${health.text.slice(0, 200)})`}` };
       }
-      const models = await probe(`${this.apiBase}/models`);
-      const listed = `no /health (${health.status}); GET ${new URL(this.apiBase).pathname}/models: ${models.status}`;
-      if (models.status >= 300) return status(false, listed);
+      const models = await probe('/models', false);
+      const listed = `no /health (${health.status}); GET ${new URL(endpoint.api).pathname}/models: ${models.status}`;
+      if (models.status >= 300) return { ok: false, detail: listed };
       // A 2xx that is not a models list (a proxy's page, a captive portal) is not a healthy API.
       let parsed: unknown;
       try {
         parsed = JSON.parse(models.text);
       } catch {
-        return status(false, `${listed}, but ERR_API_PROTOCOL: the answer is not JSON`);
+        return { ok: false, detail: `${listed}, but ERR_API_PROTOCOL: the answer is not JSON` };
       }
       try {
-        checkModels(`GET ${displayUrl(`${this.apiBase}/models`)}`, parsed);
+        checkModels(`GET ${displayUrl(`${endpoint.api}/models`)}`, parsed);
       } catch (error) {
-        return status(false, `${listed}, but ${(error as LlamaError).code}: ${(error as LlamaError).message}`);
+        return { ok: false, detail: `${listed}, but ${(error as LlamaError).code}: ${(error as LlamaError).message}` };
       }
-      return status(true, listed);
+      return { ok: true, detail: listed };
     } catch (error) {
       const e = error as LlamaError;
-      return status(false, `${e.code ?? 'ERR_INTERNAL'}: ${e.message}`);
+      return { ok: false, detail: `${e.code ?? 'ERR_INTERNAL'}: ${e.message}` };
     }
   }
 
   protected async release(): Promise<void> {
+    this.#pool.dispose();
     for (const controller of this.#inFlight) controller.abort();
   }
 
   /** For tests and logs: the API base and model, never the key. */
   override toString(): string {
-    return `ApiLlmBackend(${this.apiBase}, model ${this.model})`;
+    return `ApiLlmBackend(${this.endpoints.map((e) => e.api).join(', ')}, model ${this.model})`;
   }
 }

@@ -1,5 +1,6 @@
 import { LlamaError } from '../errors';
 import type { Logger } from '../logger';
+import type { Endpoint, EndpointPool } from './endpoints';
 import { redactText, redactUrl } from '../redact';
 
 export interface HttpClientOptions {
@@ -17,6 +18,8 @@ export interface HttpClientOptions {
   logger: Logger;
   /** Follow a redirect to another origin (without the Authorization header and the extra headers). Default false. */
   allowCrossOriginRedirects?: boolean;
+  /** The servers requests go to (one or several), and their health. */
+  pool: EndpointPool;
 }
 
 /** Redirects followed for one request; more is an error (a loop). */
@@ -57,6 +60,10 @@ export class IdleTimer {
 export interface HttpAnswer {
   response: Response;
   timer: IdleTimer;
+  /** The endpoint that answered. */
+  endpoint: Endpoint;
+  /** Ends the request's count on its endpoint (least-outstanding balancing); call once its body is read. */
+  release: () => void;
 }
 
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
@@ -159,33 +166,64 @@ export class HttpClient {
   }
 
   /**
-   * Sends a request, retrying 429/5xx answers, and returns the first 2xx answer with its body unread.
-   * `probe: true` makes one attempt and returns whatever status the server answered (health checks).
+   * Sends a request to `path` under an endpoint of the pool (its API base, or its root with `root: true`), retrying
+   * 429/5xx answers, and returns the first 2xx answer with its body unread; `release()` must be called once the
+   * body is read (or given up), which ends the request's count on its endpoint. With several endpoints, a
+   * connection error fails over at once to an endpoint not yet tried by this call (a request that reached no server
+   * costs no retry), and a 429/5xx is retried on another endpoint when one is healthy (without the backoff delay),
+   * within `maxRetries`. When every endpoint failed, the error names each with its failure. `probe: true` makes one
+   * attempt and returns whatever status the server answered (health checks); `endpoint` pins the endpoint.
    */
   async send(
     method: 'GET' | 'POST',
-    url: string,
+    path: string,
     body: unknown,
     signal: AbortSignal | undefined,
-    { probe = false }: { probe?: boolean } = {},
+    { probe = false, endpoint: pinned, root = false }: { probe?: boolean; endpoint?: Endpoint; root?: boolean } = {},
   ): Promise<HttpAnswer> {
-    const where = `${method} ${displayUrl(url)}`;
+    const pool = this.#o.pool;
+    const several = pool.endpoints.length > 1 && !pinned;
     const headers: Record<string, string> = { accept: 'application/json, text/event-stream', ...this.#o.headers };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.#o.apiKey) headers.authorization = `Bearer ${this.#o.apiKey}`;
     const attempts = probe ? 1 : this.#o.maxRetries + 1;
+    const unreachable = new Set<Endpoint>();
+    const failures: string[] = [];
+    const urlOf = (e: Endpoint) => (root ? e.root : e.api) + path;
 
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1; ; ) {
+      const endpoint = pinned ?? pool.pick(unreachable);
+      if (!endpoint) throw this.#allFailed(method, path, failures, 'ERR_API_CONNECTION');
+      const url = urlOf(endpoint);
+      const where = `${method} ${displayUrl(url)}`;
       if (signal?.aborted) throw new LlamaError('ERR_ABORTED', `${where} aborted`);
       const timer = new IdleTimer(this.#o.timeoutMs);
+      endpoint.outstanding++;
+      let released = false;
+      const release = () => {
+        if (!released) endpoint.outstanding--;
+        released = true;
+      };
       let response: Response;
       try {
         response = await this.#fetchFollowing(method, url, headers, body === undefined ? undefined : JSON.stringify(body), signal ? AbortSignal.any([signal, timer.signal]) : timer.signal, where);
       } catch (error) {
         timer.clear();
-        throw this.failure(error, where, timer, signal);
+        release();
+        const failure = this.failure(error, where, timer, signal);
+        if (failure.code !== 'ERR_API_CONNECTION' || probe) throw failure;
+        const reason = (failure.cause as { code?: string } | undefined)?.code ?? failure.message;
+        pool.markDown(endpoint, reason);
+        if (!several) throw failure;
+        unreachable.add(endpoint);
+        failures.push(`${displayUrl(endpoint.api)} (${reason})`);
+        this.#o.logger.warn(`${where}: cannot reach the server (${reason}); failing over to the next endpoint`);
+        continue;
       }
-      if (response.ok || probe) return { response, timer };
+      if (response.ok || probe) {
+        if (!probe) pool.markUp(endpoint);
+        return { response, timer, endpoint, release };
+      }
 
       // An error answer: read its start (under the same timer) for the server's message, then retry or throw.
       let text = '';
@@ -193,25 +231,43 @@ export class HttpClient {
         text = await readLimited(response, MAX_ERROR_BODY, 'truncate');
       } catch (error) {
         timer.clear();
+        release();
         throw this.failure(error, where, timer, signal);
       }
       timer.clear();
+      release();
       const message = this.#serverMessage(text);
+      if (response.status >= 500) pool.markDown(endpoint, `answered ${response.status}`);
+      else if (response.status !== 429) pool.markUp(endpoint);
       if (RETRYABLE(response.status) && attempt < attempts) {
-        const backoff = this.#o.retryDelayMs * 2 ** (attempt - 1);
+        attempt++;
+        const why = `${where} answered ${response.status}${message ? ` (${message})` : ''}`;
+        const other = several && pool.endpoints.some((e) => e !== endpoint && e.healthy && !unreachable.has(e));
+        if (other) {
+          failures.push(`${displayUrl(endpoint.api)} (answered ${response.status})`);
+          this.#o.logger.warn(`${why}; retry ${attempt - 1} of ${attempts - 1} on another endpoint`);
+          continue;
+        }
+        const backoff = this.#o.retryDelayMs * 2 ** (attempt - 2);
         const asked = retryAfterMs(response.headers.get('retry-after'));
         const delay = Math.min(asked ?? backoff, this.#o.maxRetryDelayMs);
-        const why = `${where} answered ${response.status}${message ? ` (${message})` : ''}`;
         const when = `in ${(delay / 1000).toFixed(1)} s${asked !== undefined ? ' (Retry-After)' : ''}`;
-        this.#o.logger.warn(`${why}; retry ${attempt} of ${attempts - 1} ${when}`);
+        this.#o.logger.warn(`${why}; retry ${attempt - 1} of ${attempts - 1} ${when}`);
         await sleep(delay, signal ?? new AbortController().signal);
         continue;
       }
       const tried = attempt > 1 ? ` after ${attempt} attempts` : '';
       const hint = response.status === 401 || response.status === 403 ? ': check the API key (LLM_API_KEY or llm.api.api_key)' : '';
       const detail = `${tried}${hint}${message ? `: ${message}` : ''}`;
-      throw new LlamaError('ERR_API_HTTP', this.redact(`${where} answered ${response.status} ${response.statusText}${detail}`));
+      const earlier = failures.length > 0 ? `; before it: ${failures.join(', ')}` : '';
+      throw new LlamaError('ERR_API_HTTP', this.redact(`${where} answered ${response.status} ${response.statusText}${detail}${earlier}`));
     }
+  }
+
+  /** Every endpoint failed: one error naming each with its failure. */
+  #allFailed(method: string, path: string, failures: string[], code: 'ERR_API_CONNECTION'): LlamaError {
+    const n = this.#o.pool.endpoints.length;
+    return new LlamaError(code, this.redact(`${method} ${path}: all ${n} API endpoints failed: ${failures.join('; ')}`));
   }
 
   /**

@@ -19,8 +19,10 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
   contextSize?: number;
   /** CPU threads. Default: every core. */
   threads?: number;
-  /** Layers to offload to a GPU build (-1: all). Default 0. */
+  /** Layers to offload to a GPU build or to `rpcServers` (-1: all). Default 0, or -1 with `rpcServers`. */
   gpuLayers?: number;
+  /** llama.cpp rpc-servers (`host:port`) that hold the offloaded layers (see `LoadModelOptions.rpcServers`). Default: none. */
+  rpcServers?: string[];
   /**
    * Chat template for chat(): a llama.cpp built-in name (`builtinChatTemplates()`) or a Jinja string. Default:
    * the model's own template, else its family's (phi3, gemma, chatml).
@@ -54,7 +56,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
   readonly #options: {
     contextSize?: number;
     threads: number;
-    gpuLayers: number;
+    gpuLayers: number | undefined;
+    rpcServers: string[] | undefined;
     chatFormat?: string;
     embedding: boolean;
     freeMemory?: number;
@@ -75,7 +78,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
     this.#options = {
       contextSize: optionalInt(opts.contextSize, 'contextSize', 1, 2 ** 24),
       threads: optionalInt(opts.threads, 'threads', 1, 1024) ?? availableParallelism(),
-      gpuLayers: optionalInt(opts.gpuLayers, 'gpuLayers', -1, 100000) ?? 0,
+      gpuLayers: optionalInt(opts.gpuLayers, 'gpuLayers', -1, 100000),
+      rpcServers: opts.rpcServers,
       chatFormat,
       embedding: optionalBool(opts.embedding, 'embedding') ?? false,
       freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
@@ -123,6 +127,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       contextSize: config.contextSize,
       threads: this.#options.threads,
       gpuLayers: this.#options.gpuLayers,
+      ...(this.#options.rpcServers?.length ? { rpcServers: this.#options.rpcServers } : {}),
       sequences: this.#options.sequences,
       maxQueued: this.#options.maxQueued,
       onProgress: this.#onLoadProgress,

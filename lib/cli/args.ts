@@ -16,6 +16,7 @@ export const MODEL_OPTIONS = {
   'ctx-size': { type: 'string', short: 'c' },
   threads: { type: 'string', short: 't' },
   template: { type: 'string' },
+  rpc: { type: 'string' },
 } as const satisfies OptionSpecs;
 
 /** Options of every command. */
@@ -45,7 +46,8 @@ export const MODEL_HELP = `Model options:
       --api-base URL     an OpenAI-compatible server (with --backend api, or as the fallback of a local model)
   -c, --ctx-size N       context size in tokens (default: auto-configured from the model)
   -t, --threads N        CPU threads (default: all cores)
-      --template NAME    chat template: a llama.cpp built-in name (chatml, llama3, phi3, ...) or a Jinja string`;
+      --template NAME    chat template: a llama.cpp built-in name (chatml, llama3, phi3, ...) or a Jinja string
+      --rpc HOST:PORT,…  llama.cpp rpc-servers that hold the model's layers (see tea-llama rpc-server)`;
 
 export const SAMPLING_HELP = `Sampling options:
   -n, --max-tokens N     most tokens to generate (default 100, or llm.max_tokens)

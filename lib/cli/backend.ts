@@ -65,6 +65,11 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
     if (v.template.trim() === '') throw new UsageError('--template needs a name or a Jinja template', command);
     explicit.chatFormat = v.template;
   }
+  if (v.rpc !== undefined) {
+    const servers = v.rpc.split(',').map((s) => s.trim());
+    if (!servers.every((s) => /^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(s))) throw new UsageError(`--rpc takes host:port servers separated by commas, not ${JSON.stringify(v.rpc)}`, command);
+    explicit.rpcServers = servers;
+  }
   return explicit;
 }
 

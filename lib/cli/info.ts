@@ -9,6 +9,7 @@ import { ggufValueToString } from '../gguf/types';
 import { silentLogger } from '../logger';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse } from './args';
 import { cliSettings } from './backend';
+import { listRpcDevices } from '../rpc';
 import { EXIT, formatBytes, formatCount, UsageError, writeOut } from './output';
 
 export const INFO_HELP = `Usage: tea-llama info [options] [FILE]
@@ -194,8 +195,16 @@ export function explainConfig(config: ModelAutoConfig, facts: ModelFacts, settin
   };
   out.gpu_layers = {
     value: settings.gpuLayers,
-    reason: settings.sources.gpuLayers === 'default' ? 'the default: CPU only' : sourceText(settings.sources.gpuLayers, 'the command line', 'n_gpu_layers'),
+    reason:
+      settings.sources.gpuLayers !== 'default'
+        ? sourceText(settings.sources.gpuLayers, 'the command line', 'n_gpu_layers')
+        : settings.rpcServers.length > 0
+          ? 'the default with RPC servers: every layer'
+          : 'the default: CPU only',
   };
+  if (settings.rpcServers.length > 0) {
+    out.rpc_servers = { value: settings.rpcServers.join(','), reason: sourceText(settings.sources.rpcServers, '--rpc', 'rpc_servers') };
+  }
   return out;
 }
 
@@ -221,6 +230,16 @@ export async function infoCommand(args: string[]): Promise<number> {
   const config = await getModelInfo(found.path, { contextSize: settings.contextSize, logger: silentLogger });
   const facts = modelFacts(config.path, file);
   const auto = explainConfig(config, facts, settings);
+  // The remote devices, each server on its own: one that cannot be reached is a line, not a failure of info.
+  const rpc = await Promise.all(
+    settings.rpcServers.map(async (endpoint) => {
+      try {
+        return (await listRpcDevices([endpoint]))[0];
+      } catch (error) {
+        return { endpoint, error: `${(error as LlamaError).code}: ${(error as LlamaError).message}` };
+      }
+    }),
+  );
 
   if (v.json) {
     const out: Record<string, unknown> = {
@@ -239,6 +258,7 @@ export async function infoCommand(args: string[]): Promise<number> {
       chat_template: facts.chatTemplate,
       auto_configuration: auto,
       notes: config.notes,
+      ...(rpc.length > 0 ? { rpc_devices: rpc } : {}),
     };
     if (v.all) out.metadata = Object.fromEntries(Object.entries(file.metadata).map(([k, value]) => [k, ggufValueToString(value)]));
     await writeOut(JSON.stringify(out, null, 2) + '\n');
@@ -269,6 +289,17 @@ export async function infoCommand(args: string[]): Promise<number> {
   const valueWidth = Math.max(...Object.values(auto).map((c) => String(c.value).length)) + 2;
   for (const [key, c] of Object.entries(auto)) text += `  ${key.replace('_', ' ').padEnd(autoWidth)}${String(c.value).padEnd(valueWidth)}${c.reason}\n`;
   for (const note of config.notes) text += `  note: ${note}\n`;
+  if (rpc.length > 0) {
+    text += '\nRPC servers (llama.cpp rpc-server, protocol version, devices with free / total memory):\n';
+    for (const server of rpc) {
+      if ('error' in server) text += `  ${server.endpoint}  unreachable: ${server.error}\n`;
+      else if (server.inUse) text += `  ${server.endpoint}  in use by a model of this process\n`;
+      else {
+        const devices = server.devices.map((d) => `device ${d.index}: ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}`);
+        text += `  ${server.endpoint}  protocol ${server.version}; ${devices.join('; ')}\n`;
+      }
+    }
+  }
   if (v.all) {
     text += '\nmetadata:\n';
     for (const [key, value] of Object.entries(file.metadata)) {

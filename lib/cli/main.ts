@@ -9,6 +9,7 @@ import { infoCommand } from './info';
 import { modelsCommand } from './models';
 import { EXIT, formatError, PROGRAM, UsageError, writeOut } from './output';
 import { pullCommand } from './pull';
+import { rpcServerCommand } from './rpc-server';
 import { runCommand } from './run';
 import { serveCommand } from './serve';
 
@@ -25,6 +26,7 @@ Commands:
   pull URL            download a GGUF model (resumable, checksum, hf:USER/REPO/FILE.gguf) into ~/.cache/tea/models
   run WORKFLOW.yaml   run a YAML workflow of llm.call / llm.chat / llm.stream / llm.embed nodes
   serve               serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, ...)
+  rpc-server          lend this machine's devices to a model loaded elsewhere (llama.cpp's RPC; --rpc HOST:PORT)
 
 The model: --model PATH, else TEA_MODEL_PATH, llm.model_path (--settings FILE), $APPDIR/usr/share/models, then
 ~/.cache/tea/models (a default model, else the only or the most recently pulled one: see tea-llama models).
@@ -47,6 +49,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   pull: pullCommand,
   run: runCommand,
   serve: serveCommand,
+  'rpc-server': rpcServerCommand,
 };
 
 function version(): string {

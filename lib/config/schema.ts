@@ -17,6 +17,11 @@ export interface LlmSettingsInput {
   gpuLayers?: number;
   /** `llm.chat_format`: a llama.cpp built-in template name or a Jinja string. Default: the model's own. */
   chatFormat?: string;
+  /**
+   * `llm.rpc_servers`, `LLM_RPC_SERVERS`: llama.cpp rpc-servers (`host:port`, a list, or comma-separated) that hold
+   * the local model's offloaded layers. Default: none.
+   */
+  rpcServers?: string | string[];
   /** `llm.embedding`: create the embedding context with the model. Default false (on first embed()). */
   embedding?: boolean;
   /** `llm.temperature`, `LLM_TEMPERATURE`. Default 0.7. */
@@ -30,8 +35,12 @@ export interface LlmSettingsInput {
   /** `llm.cache_dir`, `LLM_CACHE_DIR`. Default `~/.cache/tea/responses`. */
   cacheDir?: string;
   api?: {
-    /** `llm.api.base_url`, `LLM_API_BASE`. No default: without it there is no API backend. */
-    baseUrl?: string;
+    /**
+     * `llm.api.base_url`, `LLM_API_BASE`: one server, or a list of servers of the same model (YAML list, array, or
+     * comma-separated in the variable), which the API backend balances and fails over between. No default: without
+     * it there is no API backend.
+     */
+    baseUrl?: string | string[];
     /** `llm.api.api_key`, `LLM_API_KEY`. Default: none. */
     apiKey?: string;
     /** `llm.api.model`, `LLM_MODEL`. Default: none (the server's own). */
@@ -51,6 +60,8 @@ export interface LlmSettings {
   contextSize?: number;
   threads: number;
   gpuLayers: number;
+  /** Empty when there are none. */
+  rpcServers: string[];
   chatFormat?: string;
   embedding: boolean;
   temperature: number;
@@ -58,7 +69,8 @@ export interface LlmSettings {
   topP?: number;
   enableCache: boolean;
   cacheDir: string;
-  api: { baseUrl?: string; apiKey?: string; model?: string; timeout: number };
+  /** `baseUrl` is the first server; `endpoints` all of them (one or more), when `base_url` is set. */
+  api: { baseUrl?: string; endpoints?: string[]; apiKey?: string; model?: string; timeout: number };
   /** Where each value came from, by option path ('backend', 'api.baseUrl', ...). */
   sources: Record<string, SettingSource>;
 }
@@ -69,7 +81,9 @@ type Kind =
   | { type: 'number'; min: number; max: number; exclusiveMin?: boolean }
   | { type: 'bool' }
   | { type: 'string' }
-  | { type: 'url' };
+  | { type: 'url' }
+  | { type: 'urls' }
+  | { type: 'endpoints' };
 
 export interface SettingKey {
   /** Path in explicit options, e.g. 'api.baseUrl'. */
@@ -91,13 +105,14 @@ export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
   { option: 'threads', yaml: 'n_threads', kind: { type: 'int', min: 1, max: 1024 } },
   { option: 'gpuLayers', yaml: 'n_gpu_layers', kind: { type: 'int', min: -1, max: 100000 } },
   { option: 'chatFormat', yaml: 'chat_format', kind: { type: 'string' } },
+  { option: 'rpcServers', yaml: 'rpc_servers', env: 'LLM_RPC_SERVERS', kind: { type: 'endpoints' } },
   { option: 'embedding', yaml: 'embedding', kind: { type: 'bool' } },
   { option: 'temperature', yaml: 'temperature', env: 'LLM_TEMPERATURE', kind: { type: 'number', min: 0, max: 100 } },
   { option: 'maxTokens', yaml: 'max_tokens', env: 'LLM_MAX_TOKENS', kind: { type: 'int', min: 1, max: 2 ** 31 - 1 } },
   { option: 'topP', yaml: 'top_p', env: 'LLM_TOP_P', kind: { type: 'number', min: 0, max: 1 } },
   { option: 'enableCache', yaml: 'enable_cache', env: 'LLM_ENABLE_CACHE', kind: { type: 'bool' } },
   { option: 'cacheDir', yaml: 'cache_dir', env: 'LLM_CACHE_DIR', kind: { type: 'string' } },
-  { option: 'api.baseUrl', yaml: 'api.base_url', env: 'LLM_API_BASE', kind: { type: 'url' } },
+  { option: 'api.baseUrl', yaml: 'api.base_url', env: 'LLM_API_BASE', kind: { type: 'urls' } },
   { option: 'api.apiKey', yaml: 'api.api_key', env: 'LLM_API_KEY', kind: { type: 'string' }, secret: true },
   { option: 'api.model', yaml: 'api.model', env: 'LLM_MODEL', kind: { type: 'string' } },
   { option: 'api.timeout', yaml: 'api.timeout', env: 'LLM_TIMEOUT', kind: { type: 'number', min: 0, max: 2 ** 31 / 1000, exclusiveMin: true } },
@@ -141,6 +156,10 @@ export function expectedText(kind: Kind): string {
       return 'a non-empty string';
     case 'url':
       return 'an http:// or https:// URL';
+    case 'urls':
+      return 'an http:// or https:// URL, or a non-empty list of them';
+    case 'endpoints':
+      return '"host:port" RPC servers (a list, or separated by commas)';
   }
 }
 
@@ -160,7 +179,7 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
   const kind = key.kind;
   const bad = () => {
     // A URL is shown without its credentials or secret query parameters.
-    const shown = kind.type === 'url' && typeof value === 'string' ? redactUrl(value) : value;
+    const shown = (kind.type === 'url' || kind.type === 'urls') && typeof value === 'string' ? redactUrl(value) : value;
     issues.push({ path, expected: expectedText(kind), found: describeValue(shown, key.secret) });
     return undefined;
   };
@@ -180,15 +199,33 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
       return typeof value === 'boolean' ? value : bad();
     case 'string':
       return typeof value === 'string' && value.trim().length > 0 ? value : bad();
-    case 'url': {
-      if (typeof value !== 'string') return bad();
-      try {
-        const u = new URL(value);
-        return u.protocol === 'http:' || u.protocol === 'https:' ? value.replace(/\/+$/, '') : bad();
-      } catch {
-        return bad();
-      }
+    case 'url':
+      return typeof value === 'string' ? (httpUrl(value) ?? bad()) : bad();
+    case 'endpoints': {
+      const list = typeof value === 'string' ? value.split(',').map((v) => v.trim()) : value;
+      if (!Array.isArray(list) || list.length === 0) return bad();
+      return list.every((v) => typeof v === 'string' && /^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(v)) ? list : bad();
     }
+    case 'urls': {
+      if (typeof value === 'string') return httpUrl(value) ?? bad();
+      if (!Array.isArray(value) || value.length === 0) return bad();
+      const urls = value.map((v) => (typeof v === 'string' ? httpUrl(v) : undefined));
+      const wrong = urls.findIndex((u) => u === undefined);
+      if (wrong < 0) return urls.length === 1 ? urls[0] : urls;
+      const item = value[wrong];
+      issues.push({ path: `${path}[${wrong}]`, expected: expectedText({ type: 'url' }), found: describeValue(typeof item === 'string' ? redactUrl(item) : item) });
+      return undefined;
+    }
+  }
+}
+
+/** The URL without trailing slashes when it is http(s), else undefined. */
+function httpUrl(value: string): string | undefined {
+  try {
+    const u = new URL(value);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? value.replace(/\/+$/, '') : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -206,7 +243,7 @@ export function parseEnvValue(key: SettingKey, text: string, issues: SettingsIss
   const path = key.env!;
   const kind = key.kind;
   const bad = (expected: string) => {
-    issues.push({ path, expected, found: envText(kind.type === 'url' ? redactUrl(text) : text, key.secret) });
+    issues.push({ path, expected, found: envText(kind.type === 'url' || kind.type === 'urls' ? redactUrl(text) : text, key.secret) });
     return undefined;
   };
   if (kind.type === 'int' || kind.type === 'number') {
@@ -220,6 +257,12 @@ export function parseEnvValue(key: SettingKey, text: string, issues: SettingsIss
     if (['1', 'true', 'yes', 'on'].includes(word)) return true;
     if (['0', 'false', 'no', 'off'].includes(word)) return false;
     return bad('one of 1, 0, true, false, yes, no, on, off');
+  }
+  if (kind.type === 'urls' && text.includes(',')) {
+    // Several servers: LLM_API_BASE=http://a:8080,http://b:8080
+    const parts = text.split(',').map((t) => t.trim());
+    const value = parts.every((t) => t !== '') ? checkValue(key, parts, path, []) : undefined;
+    return value === undefined ? bad('http:// or https:// URLs separated by commas') : value;
   }
   const discard: SettingsIssue[] = [];
   const value = checkValue(key, kind.type === 'enum' ? text.trim().toLowerCase() : text, path, discard);

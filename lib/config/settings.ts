@@ -190,7 +190,9 @@ export async function resolveSettings(options: ResolveSettingsOptions = {}): Pro
     modelPath: input.modelPath === undefined ? undefined : expand(input.modelPath),
     contextSize: input.contextSize,
     threads: input.threads ?? availableParallelism(),
-    gpuLayers: input.gpuLayers ?? 0,
+    // With RPC servers, every layer goes to them unless n_gpu_layers says otherwise.
+    gpuLayers: input.gpuLayers ?? (input.rpcServers !== undefined ? -1 : 0),
+    rpcServers: input.rpcServers === undefined ? [] : [input.rpcServers].flat(),
     chatFormat: input.chatFormat,
     embedding: input.embedding ?? false,
     temperature: input.temperature ?? 0.7,
@@ -199,7 +201,8 @@ export async function resolveSettings(options: ResolveSettingsOptions = {}): Pro
     enableCache: input.enableCache ?? false,
     cacheDir: expand(input.cacheDir ?? DEFAULT_CACHE_DIR),
     api: {
-      baseUrl: input.api?.baseUrl,
+      baseUrl: typeof input.api?.baseUrl === 'string' ? input.api.baseUrl : input.api?.baseUrl?.[0],
+      endpoints: input.api?.baseUrl === undefined ? undefined : [input.api.baseUrl].flat(),
       apiKey: input.api?.apiKey,
       model: input.api?.model,
       timeout: input.api?.timeout ?? DEFAULT_API_TIMEOUT,

@@ -12,6 +12,8 @@ export interface NativeAbortFlag {
 
 export interface NativeModelOptions {
   gpuLayers?: number;
+  rpcServers?: string[];
+  tensorSplit?: number[];
   vocabOnly?: boolean;
   useMmap?: boolean;
 }
