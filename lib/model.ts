@@ -4,16 +4,32 @@ import { basename, resolve } from 'node:path';
 
 import { chunkStream } from './chunk-stream';
 import { Engine } from './engine/engine';
-import { rejectUnknownKeys, resolveGeneration, type ResolvedSampling } from './engine/request';
+import { rejectUnknownKeys, resolveGeneration, type ResolvedGeneration, type ResolvedSampling } from './engine/request';
+import {
+  checkCompletionStructured,
+  checkMessageExtras,
+  hasToolMessages,
+  MAX_GRAMMAR_BYTES,
+  needsChatLayer,
+  parseJson,
+  resolveStructured,
+  toOpenAiMessage,
+  type GenerationDelta,
+  type ResolvedStructured,
+} from './engine/structured';
 import { LlamaError, toLlamaError } from './errors';
 import { readGguf } from './gguf';
-import type { NativeAbortFlag, NativeGenerateOptions, NativeModel } from './native/binding-types';
+import type { NativeAbortFlag, NativeChatParse, NativeGenerateOptions, NativeGrammarOptions, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { checkHyperparameters, checkTensors } from './preflight';
 import type {
   ChatMessage,
   ChatOptions,
+  ChatParseOptions,
+  ChatParseResult,
+  ChatPrepareOptions,
   ChatTemplateLimits,
+  ChatTemplateResult,
   ChatTemplateOptions,
   CompletionOptions,
   CompletionStream,
@@ -150,8 +166,71 @@ function checkMessages(messages: unknown): ChatMessage[] {
     if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `messages[${i}] must be { role: string, content: string }`);
     }
+    checkMessageExtras(m, i);
   });
   return messages as ChatMessage[];
+}
+
+const TEMPLATE_KEYS = ['template', 'addAssistant', 'limits', 'signal'] as const;
+
+/** The request fields of a chat template render, in OpenAI's JSON (what llama-server passes to common_chat_templates_apply). */
+function openAiInputs(messages: ChatMessage[], s: ResolvedStructured): string {
+  return JSON.stringify({
+    messages: messages.map(toOpenAiMessage),
+    ...(s.tools ? { tools: s.tools } : {}),
+    ...(s.toolChoice ? { tool_choice: s.toolChoice } : {}),
+    ...(s.parallelToolCalls !== undefined ? { parallel_tool_calls: s.parallelToolCalls } : {}),
+    ...(s.grammar !== undefined ? { grammar: s.grammar } : {}),
+    ...(s.jsonSchema !== undefined ? { json_schema: s.jsonSchema } : {}),
+    ...(s.reasoningFormat !== undefined ? { reasoning_format: s.reasoningFormat } : {}),
+    // As llama-server: a boolean enable_thinking among the kwargs also sets the flag the parser and grammar use.
+    ...(s.enableThinking !== undefined
+      ? { enable_thinking: s.enableThinking }
+      : typeof s.chatTemplateKwargs?.enable_thinking === 'boolean'
+        ? { enable_thinking: s.chatTemplateKwargs.enable_thinking }
+        : {}),
+    ...(s.chatTemplateKwargs !== undefined ? { chat_template_kwargs: s.chatTemplateKwargs } : {}),
+  });
+}
+
+/** A grammar or schema given to a plain prompt (no chat template in between). */
+function plainGrammar(s: ResolvedStructured): NativeGrammarOptions {
+  if (s.grammar !== undefined) return { grammar: s.grammar, grammarKind: 'user' };
+  if (s.jsonSchema !== undefined) return { jsonSchema: JSON.stringify(s.jsonSchema), grammarKind: 'output_format' };
+  return {};
+}
+
+/** What a chat render adds to the generation: its grammar, the parser of the answer, its stop strings. */
+interface ChatLayer {
+  grammar: NativeGrammarOptions;
+  parserJson: string;
+  stops: string[];
+}
+
+function chatLayer(params: ChatTemplateResult, s: ResolvedStructured): ChatLayer {
+  return {
+    // As llama-server: a grammar from the template's result is of the tool-calls kind (prefilled with the
+    // generation prompt when it is not lazy). Some of llama.cpp's format handlers (Functionary v3.2 without
+    // tools) drop the schema: then it constrains the answer directly, never silently ignored.
+    grammar: !params.grammar
+      ? plainGrammar(s)
+      : {
+          grammar: params.grammar,
+          grammarKind: 'tool_calls',
+          grammarLazy: params.grammarLazy,
+          grammarTriggers: params.grammarTriggers,
+          preservedTokens: params.preservedTokens,
+          generationPrompt: params.generationPrompt,
+        },
+    parserJson: JSON.stringify({
+      format: params.format,
+      reasoningFormat: s.reasoningFormat ?? 'none',
+      generationPrompt: params.generationPrompt,
+      parser: params.parser,
+      parseToolCalls: s.tools !== undefined && s.toolChoice !== 'none',
+    }),
+    stops: params.additionalStops,
+  };
 }
 
 function nativeSampling(s: ResolvedSampling, defaultSeed: number | undefined): NativeGenerateOptions {
@@ -280,18 +359,8 @@ export class LlamaModel implements AsyncDisposable {
   async applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): Promise<string> {
     this.#checkOpen();
     const call = resolveTemplateCall(messages, options, 'applyChatTemplate()');
-    if (call.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'chat template rendering aborted before it started');
-    const flag = new (getBinding().AbortFlag)();
-    const unlink = linkSignal(call.signal, flag);
-    const untrack = track(flag);
-    try {
-      return await this.#call(() => this.#native.applyChatTemplate(call.messages, call.template, call.addAssistant, call.limits, flag));
-    } catch (error) {
-      throw toLlamaError(error);
-    } finally {
-      unlink();
-      untrack();
-    }
+    // Tool calls and tool results reach the template in OpenAI's shape (its `tool_calls`, `tool_call_id`).
+    return this.#render(call, hasToolMessages(call.messages) ? resolveStructured({}) : undefined, false);
   }
 
   /**
@@ -306,23 +375,147 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
+   * Renders a conversation as {@link applyChatTemplate} does, with tools, a JSON schema or reasoning options, and
+   * returns everything llama.cpp computes for it (common_chat_templates_apply, as llama-server): the prompt, the
+   * grammar, its triggers, preserved tokens, the chat format, its parser and thinking tags.
+   */
+  async prepareChat(messages: ChatMessage[], options: ChatPrepareOptions = {}): Promise<ChatTemplateResult> {
+    this.#checkOpen();
+    const opts = requireObject(options, 'options');
+    const templateKeys = new Set<string>(TEMPLATE_KEYS);
+    const structuredOpts = Object.fromEntries(Object.entries(opts).filter(([k]) => !templateKeys.has(k)));
+    rejectUnknownKeys(structuredOpts, ['grammar', 'jsonSchema', 'responseFormat', 'tools', 'toolChoice', 'parallelToolCalls', 'reasoningFormat', 'enableThinking', 'chatTemplateKwargs'], 'prepareChat() options');
+    const structured = resolveStructured(structuredOpts);
+    const templateOpts = Object.fromEntries(Object.entries(opts).filter(([k]) => templateKeys.has(k)));
+    const call = resolveTemplateCall(messages, templateOpts, 'prepareChat()');
+    return this.#render(call, structured, true);
+  }
+
+  /**
+   * Parses a model's answer as llama.cpp does for the conversation `prepared` came from (common_chat_parse with
+   * its format and parser): the content, the reasoning (with `reasoningFormat` other than 'none') and the tool
+   * calls. `partial`: the answer is still being generated (a stream's text so far). On the calling thread.
+   */
+  parseChat(text: string, prepared: ChatTemplateResult, options: ChatParseOptions = {}): ChatParseResult {
+    this.#checkOpen();
+    requireString(text, 'text');
+    const p = requireObject(prepared, 'prepared');
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['reasoningFormat', 'parseToolCalls', 'partial'], 'parseChat() options');
+    const structured = resolveStructured({ reasoningFormat: opts.reasoningFormat });
+    const parseToolCalls = optionalBool(opts.parseToolCalls, 'parseToolCalls') ?? true;
+    const partial = optionalBool(opts.partial, 'partial') ?? false;
+    const json = JSON.stringify({
+      format: optionalInt(p.format, 'prepared.format', 0, 1000) ?? 0,
+      reasoningFormat: structured.reasoningFormat ?? 'none',
+      generationPrompt: p.generationPrompt === undefined ? '' : requireString(p.generationPrompt, 'prepared.generationPrompt'),
+      parser: p.parser === undefined ? '' : requireString(p.parser, 'prepared.parser'),
+      parseToolCalls,
+    });
+    return this.#call(() => {
+      const parser = new (getBinding().ChatParser)(json);
+      const { message } = JSON.parse(parser.update(text, partial)) as NativeChatParse;
+      return message;
+    });
+  }
+
+  /** Renders through the native template thread; `full`: the JSON of common_chat_params, parsed. */
+  async #render(call: ResolvedTemplateCall, structured: ResolvedStructured | undefined, full: true): Promise<ChatTemplateResult>;
+  async #render(call: ResolvedTemplateCall, structured: ResolvedStructured | undefined, full: false): Promise<string>;
+  async #render(call: ResolvedTemplateCall, structured: ResolvedStructured | undefined, full: boolean): Promise<string | ChatTemplateResult> {
+    if (call.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'chat template rendering aborted before it started');
+    const flag = new (getBinding().AbortFlag)();
+    const unlink = linkSignal(call.signal, flag);
+    const untrack = track(flag);
+    const extra = structured ? openAiInputs(call.messages, structured) : undefined;
+    try {
+      const out = await this.#call(() => this.#native.applyChatTemplate(call.messages, call.template, call.addAssistant, call.limits, flag, extra, full));
+      return full ? (JSON.parse(out) as ChatTemplateResult) : out;
+    } catch (error) {
+      throw toLlamaError(error);
+    } finally {
+      unlink();
+      untrack();
+    }
+  }
+
+  /**
    * Generates a completion of `prompt`. With `onChunk`, text arrives as it is generated. Concurrent calls run
    * together, up to `sequences` at once; more wait in FIFO order (at most `maxQueued`, then ERR_QUEUE_FULL).
+   * `grammar`, `jsonSchema` and `responseFormat` constrain the output; a grammar or schema llama.cpp rejects is
+   * ERR_INVALID_GRAMMAR / ERR_INVALID_SCHEMA before any token is generated.
    */
   async complete(prompt: string, options: CompletionOptions = {}): Promise<GenerationResult> {
     this.#checkOpen();
     requireString(prompt, 'prompt');
-    const { sampling, signal, onChunk } = resolveGeneration(options, 'complete() options');
+    const request = resolveGeneration(options, 'complete() options');
+    checkCompletionStructured(request.structured, 'complete()');
+    return this.#generate(prompt, request, plainGrammar(request.structured), undefined);
+  }
+
+  async #generate(prompt: string, request: ResolvedGeneration, grammar: NativeGrammarOptions, layer: ChatLayer | undefined): Promise<GenerationResult> {
+    const { sampling, signal, onChunk, structured } = request;
+    const onDelta = structured.onDelta;
     this.#checkGenerative();
     const started = performance.now();
     const engine = await this.#generationContext();
     this.#checkOpen();
-    const r = await engine.generate(prompt, nativeSampling(sampling, this.#options.seed), signal, onChunk);
+    const native: NativeGenerateOptions = { ...nativeSampling(sampling, this.#options.seed), ...grammar };
+    if (layer && layer.stops.length > 0) native.stop = [...(native.stop ?? []), ...layer.stops];
+
+    // With a chat layer the raw text goes through llama.cpp's parser: onChunk gets the content only (never the
+    // tool-call markup), onDelta every delta.
+    const parser = layer ? new (getBinding().ChatParser)(layer.parserJson) : undefined;
+    let fed = 0;
+    const emit = (deltas: NativeChatParse['deltas']) => {
+      for (const delta of deltas) {
+        if (delta.content) onChunk?.(delta.content);
+        onDelta?.(delta as GenerationDelta);
+      }
+    };
+    const onText =
+      onChunk || onDelta
+        ? parser
+          ? (text: string) => {
+              fed += text.length;
+              emit((JSON.parse(parser.update(text, true)) as NativeChatParse).deltas);
+            }
+          : (text: string) => {
+              onChunk?.(text);
+              onDelta?.({ content: text });
+            }
+        : undefined;
+    let r;
+    try {
+      r = await engine.generate(prompt, native, signal, onText);
+    } catch (error) {
+      // A schema whose grammar llama.cpp's grammar parser refuses ($ref cycles are left recursion, huge
+      // minItems exceed its repetition bound) is the schema's fault.
+      const e = toLlamaError(error);
+      if (e.code === 'ERR_INVALID_GRAMMAR' && structured.jsonSchema !== undefined) {
+        throw new LlamaError('ERR_INVALID_SCHEMA', `the grammar llama.cpp made of the JSON schema is unusable: ${e.message}`);
+      }
+      throw e;
+    }
+    let text = r.text;
+    let finishReason: GenerationResult['finishReason'] = r.finishReason;
+    let toolCalls: GenerationResult['toolCalls'];
+    let reasoningContent: string | undefined;
+    if (parser) {
+      const final = this.#call(() => JSON.parse(parser.update(r.text.slice(fed), r.finishReason === 'abort')) as NativeChatParse);
+      if (onText) emit(final.deltas);
+      text = final.message.content;
+      if (final.message.toolCalls.length > 0) {
+        toolCalls = final.message.toolCalls;
+        if (finishReason === 'stop') finishReason = 'tool_calls';
+      }
+      if (structured.reasoningFormat !== undefined && structured.reasoningFormat !== 'none') reasoningContent = final.message.reasoningContent;
+    }
     const perSecond = (n: number, ms: number) => (ms > 0 ? (n * 1000) / ms : 0);
     return {
-      text: r.text,
-      content: r.text,
-      finishReason: r.finishReason,
+      text,
+      content: text,
+      finishReason,
       promptTokens: r.promptTokens,
       completionTokens: r.completionTokens,
       tokensUsed: r.promptTokens + r.completionTokens,
@@ -337,6 +530,9 @@ export class LlamaModel implements AsyncDisposable {
         promptTokensPerSecond: perSecond(r.promptTokens - r.reusedPromptTokens, r.timings.promptMs),
         tokensPerSecond: perSecond(r.completionTokens, r.timings.generationMs),
       },
+      ...(structured.json ? { parsed: parseJson(text) } : {}),
+      ...(toolCalls ? { toolCalls } : {}),
+      ...(reasoningContent !== undefined ? { reasoningContent } : {}),
     };
   }
 
@@ -349,21 +545,40 @@ export class LlamaModel implements AsyncDisposable {
     });
   }
 
-  /** Applies the chat template to `messages` and completes the assistant's reply. */
+  /**
+   * Applies the chat template to `messages` and completes the assistant's reply. With `tools`, a JSON schema or
+   * reasoning options, the template renders through llama.cpp's common chat layer (as `llama-server --jinja`):
+   * its grammar constrains the answer and its parser splits it into `text`, `toolCalls` and `reasoningContent`.
+   */
   async chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<GenerationResult> {
+    this.#checkOpen();
     const { template, templateLimits, ...rest } = requireObject(options, 'options') as ChatOptions;
-    const prompt = await this.applyChatTemplate(messages, { template, limits: templateLimits, signal: rest.signal, addAssistant: true });
-    return this.complete(prompt, rest);
+    const request = resolveGeneration(rest, 'chat() options', {}, []);
+    const call = resolveTemplateCall(messages, { template, limits: templateLimits, signal: request.signal, addAssistant: true }, 'chat()');
+    const s = request.structured;
+    const structured = s.grammar !== undefined || s.jsonSchema !== undefined || needsChatLayer(s) || hasToolMessages(call.messages);
+    if (!structured) return this.#generate(await this.#render(call, undefined, false), request, {}, undefined);
+    if (call.template !== null && getBinding().builtinChatTemplates().includes(call.template)) {
+      // llama.cpp's built-in templates render role and content only: no tools, no parser.
+      if (needsChatLayer(s) || hasToolMessages(call.messages)) {
+        throw new LlamaError('ERR_INVALID_ARGUMENT', `tools, tool messages and reasoning need a Jinja chat template (the model's own or a template string), not the built-in '${call.template}'`);
+      }
+      return this.#generate(await this.#render(call, undefined, false), request, plainGrammar(s), undefined);
+    }
+    const params = await this.#render(call, s, true);
+    if (Buffer.byteLength(params.grammar) > MAX_GRAMMAR_BYTES) {
+      throw new LlamaError('ERR_INVALID_SCHEMA', `the grammar llama.cpp made of the tools and schema has ${Buffer.byteLength(params.grammar)} bytes, more than ${MAX_GRAMMAR_BYTES}`);
+    }
+    const layer = chatLayer(params, s);
+    return this.#generate(params.prompt, request, layer.grammar, layer);
   }
 
-  /** As {@link chat}, streamed. */
+  /** As {@link chat}, streamed: the chunks are the reply's content (tool-call deltas go to `onDelta`). */
   streamChat(messages: ChatMessage[], options: Omit<ChatOptions, 'onChunk'> = {}): CompletionStream {
-    const { template, templateLimits, ...rest } = requireObject(options, 'options') as ChatOptions;
+    const opts = requireObject(options, 'options') as ChatOptions;
     return chunkStream((push, stop) => {
-      const signal = rest.signal ? AbortSignal.any([rest.signal, stop]) : stop;
-      return this.applyChatTemplate(messages, { template, limits: templateLimits, signal, addAssistant: true }).then((prompt) =>
-        this.complete(prompt, { ...rest, signal, onChunk: push }),
-      );
+      const signal = opts.signal ? AbortSignal.any([opts.signal, stop]) : stop;
+      return this.chat(messages, { ...opts, signal, onChunk: push });
     });
   }
 

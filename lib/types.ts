@@ -1,7 +1,19 @@
 import type { GenerationOptions } from './engine/request';
 import type { NativeModelInfo } from './native/binding-types';
 
+import type { ReasoningFormat, ResponseFormat, ToolCall, ToolChoice, ToolDefinition } from './engine/structured';
+
 export type { GenerationOptions, SamplingOptions } from './engine/request';
+export type {
+  GenerationDelta,
+  ReasoningFormat,
+  ResponseFormat,
+  StructuredOptions,
+  ToolCall,
+  ToolCallDelta,
+  ToolChoice,
+  ToolDefinition,
+} from './engine/structured';
 
 export interface LoadModelOptions {
   /** Context window in tokens. Default: the model's trained context length, at most 4096. */
@@ -61,8 +73,11 @@ export interface GenerationTimings {
 /** @deprecated the old name of {@link GenerationTimings}. */
 export type CompletionTimings = GenerationTimings;
 
-/** 'stop': end-of-generation token or stop string; 'length': maxTokens or a full context; 'abort': aborted. */
-export type FinishReason = 'stop' | 'length' | 'abort' | (string & {});
+/**
+ * 'stop': end-of-generation token or stop string; 'length': maxTokens or a full context; 'abort': aborted;
+ * 'tool_calls': the answer is tool calls (`toolCalls`).
+ */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls' | (string & {});
 
 /** Which kind of backend produced a result. */
 export type BackendKind = 'local' | 'api' | 'mock';
@@ -88,13 +103,84 @@ export interface GenerationResult {
   /** True when the result came from the response cache. */
   cached: boolean;
   timings: GenerationTimings;
+  /** The JSON value of the text, when JSON was asked for (`jsonSchema`, `responseFormat`) and the text is JSON. */
+  parsed?: unknown;
+  /** The calls the model made (chat with `tools`); `finishReason` is then 'tool_calls'. */
+  toolCalls?: ToolCall[];
+  /** The reasoning ("thinking") text, apart from `text`, when `reasoningFormat` separates it. */
+  reasoningContent?: string;
 }
 /** @deprecated the old name of {@link GenerationResult}. */
 export type CompletionResult = GenerationResult;
 
+/**
+ * One message of a conversation. An assistant message that called tools carries `toolCalls` (push
+ * `{ role: 'assistant', content: result.text, toolCalls: result.toolCalls }` back), and each result goes back as
+ * `{ role: 'tool', toolCallId, content }`.
+ */
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | (string & {});
+  role: 'system' | 'user' | 'assistant' | 'tool' | (string & {});
   content: string;
+  /** The calls an assistant message made. */
+  toolCalls?: ToolCall[];
+  /** On a `tool` message: the id of the call it answers. */
+  toolCallId?: string;
+  /** An assistant message's reasoning, for templates that render it. */
+  reasoningContent?: string;
+}
+
+/** The tools, JSON and reasoning options {@link LlamaModel.prepareChat} renders a conversation with. */
+export interface ChatPrepareOptions extends ChatTemplateOptions {
+  grammar?: string;
+  jsonSchema?: object;
+  responseFormat?: ResponseFormat;
+  tools?: ToolDefinition[];
+  toolChoice?: ToolChoice;
+  parallelToolCalls?: boolean;
+  reasoningFormat?: ReasoningFormat;
+  enableThinking?: boolean;
+  chatTemplateKwargs?: Record<string, unknown>;
+}
+
+export interface ChatParseOptions {
+  /** As the request's `reasoningFormat`. Default 'none'. */
+  reasoningFormat?: ReasoningFormat;
+  /** Parse tool calls (a request with tools). Default true. */
+  parseToolCalls?: boolean;
+  /** The text is a stream's output so far. Default false. */
+  partial?: boolean;
+}
+
+/** A parsed answer (llama.cpp's common_chat_msg). */
+export interface ChatParseResult {
+  content: string;
+  reasoningContent: string;
+  toolCalls: ToolCall[];
+}
+
+/** Everything llama.cpp's common_chat_templates_apply computes for a conversation (what llama-server uses). */
+export interface ChatTemplateResult {
+  prompt: string;
+  /** llama.cpp's chat format (common_chat_format) and its name. */
+  format: number;
+  formatName: string;
+  /** The GBNF that constrains the answer (tools, JSON), or ''. */
+  grammar: string;
+  /** The grammar applies only once a trigger appears. */
+  grammarLazy: boolean;
+  /** type: 0 token, 1 word, 2 pattern, 3 full pattern (common_grammar_trigger_type). */
+  grammarTriggers: { type: number; value: string }[];
+  /** Special tokens of the tool-call markup, generated as text. */
+  preservedTokens: string[];
+  /** Stop strings the format adds. */
+  additionalStops: string[];
+  /** The assistant prefix at the prompt's end, which the parser and the grammar start from. */
+  generationPrompt: string;
+  supportsThinking: boolean;
+  thinkingStartTag: string;
+  thinkingEndTags: string[];
+  /** The serialized PEG parser of the answer (common_chat_parse). */
+  parser: string;
 }
 
 /**

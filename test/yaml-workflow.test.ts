@@ -112,7 +112,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     const lines = issues.map((i) => `${i.node ?? '-'} | ${i.path} | ${i.problem}`);
     expect(lines).toEqual([
       'ask | action | unknown action "llm.cal" (known: llm.call, llm.chat, llm.stream, llm.embed); did you mean "llm.call"?',
-      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_p, stop, seed); did you mean "max_tokens"?',
+      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_p, stop, seed, grammar, json_schema, response_format, tools, tool_choice); did you mean "max_tokens"?',
       'chat | params | missing the required parameter "messages" (a list of { role, content })',
       'hot | params.temperature | expected a number from 0 to 100, got "hot"',
       'hot | params.stop | expected a string or a list of strings, got an empty list',
@@ -181,8 +181,8 @@ describe('checks before anything runs, each problem with its node and what is wr
       'ask | params.prompt | {{ state.question }} names an absent key: state.question is not in the input (state_schema declares it, without a default) and no node is named "question"',
       'ask | params.prompt | {{ state.user.nmae }} names an absent key: state.user has no key "nmae" (it has name)',
       'early | params.prompt | {{ state.late }} names an absent key: node "late" runs later',
-      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings)',
-      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings)',
+      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings, parsed, tool_calls)',
+      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings, parsed, tool_calls)',
       "self | params.prompt | {{ state.self }} names an absent key: it is this node's own result, which does not exist yet",
       'self | params.prompt | {{ state._meta.later }} names an absent key: state._meta.later holds the metadata of an earlier action node, and node "later" runs later',
     ]);

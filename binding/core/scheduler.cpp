@@ -277,6 +277,21 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
                                               std::to_string(limit) + ": shorten it or raise contextSize");
   }
 
+  // Before the slot is chosen: a grammar or schema llama.cpp rejects fails the request before any token.
+  SamplerPtr sampler;
+  std::set<llama_token> preserved;
+  if (!task.sampling.plainGreedy() || !task.grammar.empty()) {
+    try {
+      sampler = MakeSampler(model_, task.sampling, task.grammar, static_cast<int32_t>(nCtx_), &preserved);
+    } catch (const TeaError& e) {
+      return reject(e.code(), e.what());
+    }
+  }
+
+  if (sampler && task.sampling.penalties()) {
+    for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
+  }
+
   Slot& slot = *ChooseSlot(prompt);
   // Reuse the KV cells of the longest common prefix; at least the last prompt token is decoded again so its
   // logits exist. A one-token match is only the BOS: recomputing it from position 0 is faster than starting the
@@ -293,14 +308,6 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   }
   slot.cached.resize(keep);
 
-  SamplerPtr sampler;
-  if (!task.sampling.plainGreedy()) {
-    sampler = MakeSampler(model_, task.sampling, static_cast<int32_t>(nCtx_));
-    if (task.sampling.penalties()) {
-      for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
-    }
-  }
-
   slot.state = SlotState::Prompt;
   slot.task = std::move(task);
   slot.cancelled = queued.cancelled;
@@ -308,6 +315,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   slot.promptDone = keep;
   slot.next = -1;
   slot.sampler = std::move(sampler);
+  slot.preserved = std::move(preserved);
   slot.stream = TextStream(slot.task.stop);
   slot.stats = GenerationStats{};
   slot.stats.promptTokens = static_cast<int32_t>(slot.prompt.size());
@@ -474,7 +482,7 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       continue;
     }
     ++slot.stats.completionTokens;
-    const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/false));
+    const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/slot.preserved.count(token) != 0));
     if (slot.task.stream && !text.empty()) {
       Event e;
       e.id = slot.task.id;

@@ -99,7 +99,8 @@ class Scheduler {
     llama_token next = -1;               // sampled, not yet decoded
     int32_t batchIndex = -1;             // index of its logits in the current batch, -1: none
     int32_t batchTokens = 0;             // tokens it has in the current batch
-    SamplerPtr sampler;  // null for plain greedy
+    SamplerPtr sampler;  // null for plain greedy without a grammar
+    std::set<llama_token> preserved;     // tokens rendered as text (a grammar's tool-call markup), as llama-server
     TextStream stream;
     GenerationStats stats;
     Clock::time_point submitted, admitted, firstToken;

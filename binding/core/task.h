@@ -29,6 +29,25 @@ struct SamplingOptions {
   bool plainGreedy() const { return temperature <= 0.0f && !penalties(); }
 };
 
+// Constrained output of one request, as llama.cpp's common_params_sampling takes it (the fields llama-server
+// fills from a request and from common_chat_templates_apply's result).
+struct GrammarOptions {
+  enum class Kind { User, OutputFormat, ToolCalls };  // common_grammar_type: only the last two are prefilled
+  std::string grammar;          // GBNF; empty: none (unless jsonSchema)
+  std::string jsonSchema;       // JSON Schema text, converted to GBNF by llama.cpp when the task is admitted
+  Kind kind = Kind::User;
+  bool lazy = false;            // apply only once a trigger appears
+  struct Trigger {
+    int32_t type = 1;           // common_grammar_trigger_type: 0 token, 1 word, 2 pattern, 3 full pattern
+    std::string value;
+  };
+  std::vector<Trigger> triggers;
+  std::vector<std::string> preservedTokens;  // texts of single tokens rendered as text (tool-call markup)
+  std::string generationPrompt;              // the assistant prefix the template put at the prompt's end
+
+  bool empty() const { return grammar.empty() && jsonSchema.empty(); }
+};
+
 struct GenerationTask {
   uint64_t id = 0;
   std::string prompt;          // tokenized on the scheduler thread, with BOS/EOS and special-token parsing
@@ -36,6 +55,7 @@ struct GenerationTask {
   std::vector<std::string> stop;
   SamplingOptions sampling;
   bool stream = false;         // emit text events as it is generated (the done event always carries the text)
+  GrammarOptions grammar;
 };
 
 struct EmbeddingTask {

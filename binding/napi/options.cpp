@@ -36,6 +36,56 @@ Napi::Object OptionsObject(const Napi::Value& value) {
   return value.As<Napi::Object>();
 }
 
+std::string OptionalString(const Napi::Object& obj, const char* name) {
+  Napi::Value value = obj.Get(name);
+  if (value.IsUndefined() || value.IsNull()) return "";
+  if (!value.IsString()) Invalid(std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+std::vector<std::string> StringList(const Napi::Object& obj, const char* name) {
+  std::vector<std::string> out;
+  Napi::Value value = obj.Get(name);
+  if (value.IsUndefined() || value.IsNull()) return out;
+  if (!value.IsArray()) Invalid(std::string(name) + " must be an array of strings");
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString()) Invalid(std::string(name) + " must be an array of strings");
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+// The constrained-output fields of generate() options (lib/model.ts fills them from the request or from the
+// chat template's result).
+void ParseGrammar(const Napi::Object& obj, GrammarOptions& g) {
+  g.grammar = OptionalString(obj, "grammar");
+  g.jsonSchema = OptionalString(obj, "jsonSchema");
+  const std::string kind = OptionalString(obj, "grammarKind");
+  if (kind == "tool_calls") g.kind = GrammarOptions::Kind::ToolCalls;
+  else if (kind == "output_format") g.kind = GrammarOptions::Kind::OutputFormat;
+  else if (kind.empty() || kind == "user") g.kind = GrammarOptions::Kind::User;
+  else Invalid("grammarKind must be user, output_format or tool_calls");
+  g.lazy = Bool(obj, "grammarLazy", false);
+  g.preservedTokens = StringList(obj, "preservedTokens");
+  g.generationPrompt = OptionalString(obj, "generationPrompt");
+  Napi::Value triggers = obj.Get("grammarTriggers");
+  if (!triggers.IsUndefined() && !triggers.IsNull()) {
+    if (!triggers.IsArray()) Invalid("grammarTriggers must be an array");
+    Napi::Array array = triggers.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      if (!item.IsObject()) Invalid("grammarTriggers[i] must be { type, value }");
+      Napi::Object t = item.As<Napi::Object>();
+      GrammarOptions::Trigger trigger;
+      trigger.type = static_cast<int32_t>(Number(t, "type", 1, 0, 3, true));
+      trigger.value = OptionalString(t, "value");
+      g.triggers.push_back(std::move(trigger));
+    }
+  }
+}
+
 }  // namespace
 
 std::string RequireString(const Napi::Value& value, const char* name) {
@@ -127,6 +177,7 @@ GenerationTask ParseGenerationTask(const Napi::Value& prompt, const Napi::Value&
       task.stop.push_back(item.As<Napi::String>().Utf8Value());
     }
   }
+  ParseGrammar(obj, task.grammar);
   return task;
 }
 

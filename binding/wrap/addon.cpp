@@ -6,6 +6,7 @@
 #include "abort_flag.h"
 #include "backends.h"
 #include "addon_data.h"
+#include "chat_parser.h"
 #include "chat_template.h"
 #include "context.h"
 #include "errors.h"
@@ -98,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("AbortFlag", abortFlag);
   exports.Set("Model", model);
   exports.Set("Context", context);
+  exports.Set("ChatParser", ChatParser::Define(env));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("builtinChatTemplates", Napi::Function::New(env, BuiltinChatTemplates, "builtinChatTemplates"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));

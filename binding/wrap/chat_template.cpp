@@ -13,6 +13,7 @@
 
 #include "chat.h"
 #include "errors.h"
+#include "sampler.h"
 #include "jinja/render_budget.h"
 
 namespace tea {
@@ -141,7 +142,14 @@ std::shared_ptr<common_chat_templates> ParseJinja(const llama_model* model, cons
   return std::shared_ptr<common_chat_templates>(parsed.release(), common_chat_templates_free);
 }
 
-std::string RenderJinja(const common_chat_templates* templates, const ChatRenderJob& job) {
+// A map of kwargs whose values are JSON texts, as common_chat_templates_inputs takes them.
+std::map<std::string, std::string> Kwargs(const common_json& object) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : object.items()) out[item.key()] = item.value().dump();
+  return out;
+}
+
+common_chat_params RenderJinja(const common_chat_templates* templates, const ChatRenderJob& job) {
   common_chat_templates_inputs inputs;
   inputs.use_jinja = true;
   inputs.add_generation_prompt = job.addAssistant;
@@ -151,6 +159,13 @@ std::string RenderJinja(const common_chat_templates* templates, const ChatRender
       extra = common_json::parse(job.openaiJson);
       if (extra.contains("messages")) inputs.messages = common_chat_msgs_parse_oaicompat(extra.at("messages"));
       if (extra.contains("tools")) inputs.tools = common_chat_tools_parse_oaicompat(extra.at("tools"));
+      if (extra.contains("tool_choice")) inputs.tool_choice = common_chat_tool_choice_parse_oaicompat(extra.at("tool_choice").get<std::string>());
+      if (extra.contains("parallel_tool_calls")) inputs.parallel_tool_calls = extra.at("parallel_tool_calls").get<bool>();
+      if (extra.contains("grammar")) inputs.grammar = extra.at("grammar").get<std::string>();
+      if (extra.contains("json_schema")) inputs.json_schema = extra.at("json_schema").dump();
+      if (extra.contains("reasoning_format")) inputs.reasoning_format = common_reasoning_format_from_name(extra.at("reasoning_format").get<std::string>());
+      if (extra.contains("enable_thinking")) inputs.enable_thinking = extra.at("enable_thinking").get<bool>();
+      if (extra.contains("chat_template_kwargs")) inputs.chat_template_kwargs = Kwargs(extra.at("chat_template_kwargs"));
     } catch (const std::exception& e) {
       throw TeaError("ERR_INVALID_ARGUMENT", std::string("openaiJson: ") + e.what());
     }
@@ -163,7 +178,35 @@ std::string RenderJinja(const common_chat_templates* templates, const ChatRender
       inputs.messages.push_back(std::move(msg));
     }
   }
-  return common_chat_templates_apply(templates, inputs).prompt;
+  // A schema llama.cpp cannot convert is the caller's error, told apart from a template's.
+  if (!inputs.json_schema.empty()) SchemaToGrammar(inputs.json_schema);
+  return common_chat_templates_apply(templates, inputs);
+}
+
+// Everything common_chat_templates_apply returned, for the generation that follows (lib/model.ts).
+std::string ParamsJson(const common_chat_params& p) {
+  common_json out = common_json::object();
+  out["prompt"] = p.prompt;
+  out["format"] = static_cast<int>(p.format);
+  out["formatName"] = common_chat_format_name(p.format);
+  out["grammar"] = p.grammar;
+  out["grammarLazy"] = p.grammar_lazy;
+  common_json triggers = common_json::array();
+  for (const common_grammar_trigger& t : p.grammar_triggers) {
+    common_json trigger = common_json::object();
+    trigger["type"] = static_cast<int>(t.type);
+    trigger["value"] = t.value;
+    triggers.push_back(trigger);
+  }
+  out["grammarTriggers"] = triggers;
+  out["preservedTokens"] = p.preserved_tokens;
+  out["additionalStops"] = p.additional_stops;
+  out["generationPrompt"] = p.generation_prompt;
+  out["supportsThinking"] = p.supports_thinking;
+  out["thinkingStartTag"] = p.thinking_start_tag;
+  out["thinkingEndTags"] = p.thinking_end_tags;
+  out["parser"] = p.parser;
+  return out.dump();
 }
 
 }  // namespace
@@ -197,6 +240,7 @@ void ChatRenderJob::Classify() {
 
 std::string ChatRenderJob::Render() {
   std::string prompt;
+  common_chat_params result;  // a built-in template has only the prompt
   std::function<void()> body = [&]() {
     if (builtin) {
       prompt = RenderBuiltin(source, messages, addAssistant);
@@ -232,14 +276,17 @@ std::string ChatRenderJob::Render() {
       ThrowIfTripped(budget);
     };
     if (!parsed) budgeted([&] { parsed = ParseJinja(model, source); });
-    budgeted([&] { prompt = RenderJinja(parsed.get(), *this); });
+    budgeted([&] { result = RenderJinja(parsed.get(), *this); });
+    prompt = std::move(result.prompt);
     if (prompt.size() > limits.maxOutputBytes) {
       throw TeaError("ERR_TEMPLATE", "chat template stopped at the maxOutputBytes limit: the prompt of " + std::to_string(prompt.size()) +
                                          " bytes is larger than " + std::to_string(limits.maxOutputBytes));
     }
   };
   RunWithStack(StackBytes(limits), body);
-  return prompt;
+  if (!full) return prompt;
+  result.prompt = std::move(prompt);
+  return ParamsJson(result);
 }
 
 }  // namespace tea

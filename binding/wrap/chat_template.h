@@ -43,6 +43,7 @@ struct ChatRenderJob {
   std::vector<ChatMessage> messages;
   std::string openaiJson;              // optional {messages, tools} in OpenAI's format, for tool-using templates
   bool addAssistant = true;
+  bool full = false;                   // Render() returns common_chat_params as JSON (prompt, grammar, parser...)
   TemplateLimits limits;
   std::shared_ptr<std::atomic<bool>> abort;           // optional
   std::shared_ptr<common_chat_templates> parsed;      // the cached parse of `source`, or null: Render() parses
@@ -53,7 +54,8 @@ struct ChatRenderJob {
 
   // Parses (when `parsed` is null) and renders on a new thread with a stack sized for limits.maxDepth, and waits
   // for it; the calling thread may be the main thread (the sync form) or a pool thread (the async form). Throws
-  // TeaError: ERR_TEMPLATE (a limit), ERR_ABORTED, ERR_TEMPLATE_UNSUPPORTED, ERR_INVALID_ARGUMENT.
+  // TeaError: ERR_TEMPLATE (a limit), ERR_ABORTED, ERR_TEMPLATE_UNSUPPORTED, ERR_INVALID_ARGUMENT,
+  // ERR_INVALID_SCHEMA. Returns the prompt, or with `full` the JSON of everything llama.cpp computed for it.
   std::string Render();
 };
 

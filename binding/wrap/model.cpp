@@ -257,6 +257,7 @@ ChatRenderJob Model::PrepareRender(const Napi::CallbackInfo& info) {
   }
   job.Classify();
   if (info[5].IsString()) job.openaiJson = info[5].As<Napi::String>().Utf8Value();
+  job.full = info[6].ToBoolean();
   if (!job.builtin) {
     auto cached = templates_->find(job.source);
     if (cached != templates_->end()) job.parsed = cached->second;

@@ -1,3 +1,4 @@
+import { parseJson, toOpenAiMessage, type GenerationDelta, type ToolCall } from '../engine/structured';
 import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
@@ -120,11 +121,34 @@ export class ApiLlmBackend extends BaseLlmBackend {
     return `${this.apiBase}#${this.model}`;
   }
 
+  /** The structured fields as llama-server (and OpenAI, for response_format and tools) take them. */
+  #structuredBody(request: GenerationRequest): Record<string, unknown> {
+    const st = request.structured;
+    const kwargs = { ...(st.chatTemplateKwargs ?? {}), ...(st.enableThinking !== undefined ? { enable_thinking: st.enableThinking } : {}) };
+    const schemaField =
+      st.jsonSchema === undefined
+        ? {}
+        : request.kind === 'prompt'
+          ? { json_schema: st.jsonSchema }
+          : { response_format: st.responseFormat ?? { type: 'json_schema', json_schema: { name: 'response', schema: st.jsonSchema } } };
+    return {
+      ...(st.grammar !== undefined ? { grammar: st.grammar } : {}),
+      ...schemaField,
+      ...(st.responseFormat?.type === 'text' && request.kind === 'chat' ? { response_format: st.responseFormat } : {}),
+      ...(st.tools !== undefined ? { tools: st.tools } : {}),
+      ...(st.toolName !== undefined ? { tool_choice: { type: 'function', function: { name: st.toolName } } } : st.toolChoice !== undefined ? { tool_choice: st.toolChoice } : {}),
+      ...(st.parallelToolCalls !== undefined ? { parallel_tool_calls: st.parallelToolCalls } : {}),
+      ...(st.reasoningFormat !== undefined ? { reasoning_format: st.reasoningFormat } : {}),
+      ...(Object.keys(kwargs).length > 0 ? { chat_template_kwargs: kwargs } : {}),
+    };
+  }
+
   #body(request: GenerationRequest, stream: boolean): Record<string, unknown> {
     const s: Sampling = request.sampling;
     return {
       ...(this.#model !== undefined ? { model: this.#model } : {}),
-      ...(request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages }),
+      ...(request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages.map(toOpenAiMessage) }),
+      ...this.#structuredBody(request),
       ...(s.maxTokens >= 0 ? { max_tokens: s.maxTokens } : {}),
       temperature: s.temperature,
       // Beyond max_tokens and temperature, only what the caller (or the backend's defaults) asked for is sent, so
@@ -172,9 +196,11 @@ export class ApiLlmBackend extends BaseLlmBackend {
     return this.#tracked(request.signal, `POST ${displayUrl(this.apiBase + path)}`, async (signal, expired) => {
       const partial = { text: '', chunks: 0 };
       try {
-        return onChunk
-          ? await this.#streamed(path, { ...request, signal }, onChunk, partial)
-          : await this.#whole(path, { ...request, signal });
+        const result =
+          onChunk || request.structured.onDelta
+            ? await this.#streamed(path, { ...request, signal }, onChunk ?? (() => undefined), partial)
+            : await this.#whole(path, { ...request, signal });
+        return request.structured.json ? { ...result, parsed: parseJson(result.content) } : result;
       } catch (error) {
         // Aborted while running: the call resolves with what arrived, as the local backend does.
         if (signal.aborted && !expired() && (error as LlamaError).code === 'ERR_ABORTED') {
@@ -191,6 +217,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
     const body = checkCompletion(where, answer, request.kind, false);
     if (body.error !== undefined) throw new LlamaError('ERR_API_HTTP', this.#http.redact(`${where}: the server reported an error: ${body.error}`));
     const choice = body.choice!;
+    const toolCalls = choice.toolCalls?.map((c, i): ToolCall => ({ id: c.id ?? `call_${i}`, type: 'function', function: { name: c.name!, arguments: c.arguments! } }));
     return {
       content: choice.text ?? '',
       model: body.model,
@@ -198,6 +225,8 @@ export class ApiLlmBackend extends BaseLlmBackend {
       completionTokens: body.usage?.completion_tokens ?? 0,
       finishReason: finish(choice.finishReason),
       timings: this.#timings(body.timings),
+      ...(toolCalls && toolCalls.length > 0 ? { toolCalls } : {}),
+      ...(choice.reasoning !== undefined ? { reasoningContent: choice.reasoning } : {}),
     };
   }
 
@@ -220,6 +249,9 @@ export class ApiLlmBackend extends BaseLlmBackend {
     let usage: Usage | undefined;
     let timings: ServerTimings | undefined;
     let done = false;
+    const onDelta = request.structured.onDelta;
+    const calls: { id: string; name: string; arguments: string }[] = [];
+    let reasoning: string | undefined;
     // maxTokens bounds what a server may stream: a text event past it ends the answer ('length') and the
     // connection, however the server goes on (one text event per token is what every server sends).
     const limit = request.sampling.maxTokens >= 0 ? request.sampling.maxTokens : Infinity;
@@ -261,6 +293,22 @@ export class ApiLlmBackend extends BaseLlmBackend {
           partial.chunks++;
           onChunk(text);
         }
+        const delta: GenerationDelta = {};
+        if (text) delta.content = text;
+        if (choice.reasoning) {
+          reasoning = (reasoning ?? '') + choice.reasoning;
+          delta.reasoningContent = choice.reasoning;
+        }
+        if (choice.toolCalls && choice.toolCalls.length > 0) {
+          delta.toolCalls = choice.toolCalls.map((c) => {
+            const call = (calls[c.index] ??= { id: '', name: '', arguments: '' });
+            if (c.id) call.id = c.id;
+            call.name += c.name ?? '';
+            call.arguments += c.arguments ?? '';
+            return { index: c.index, ...(c.id ? { id: c.id, type: 'function' as const } : {}), function: { ...(c.name ? { name: c.name } : {}), ...(c.arguments ? { arguments: c.arguments } : {}) } };
+          });
+        }
+        if (onDelta && (delta.content || delta.reasoningContent || delta.toolCalls)) onDelta(delta);
         if (choice.finishReason) reason = choice.finishReason;
       }
     } catch (error) {
@@ -280,6 +328,8 @@ export class ApiLlmBackend extends BaseLlmBackend {
       completionTokens: usage?.completion_tokens ?? partial.chunks,
       finishReason: finish(reason),
       timings: this.#timings(timings),
+      ...(calls.length > 0 ? { toolCalls: calls.map((c, i): ToolCall => ({ id: c.id || `call_${i}`, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}),
+      ...(reasoning !== undefined ? { reasoningContent: reasoning } : {}),
     };
   }
 

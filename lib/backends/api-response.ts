@@ -24,6 +24,10 @@ export interface CheckedChoice {
   /** Whether a chat answer had a `message` (a null content is then an empty reply). */
   hasMessage: boolean;
   finishReason: string | undefined;
+  /** Chat: `reasoning_content` of the message or delta (llama-server's reasoning parsers). */
+  reasoning?: string;
+  /** Chat: `tool_calls` of the message, or of the delta (pieces by index). */
+  toolCalls?: { index: number; id?: string; name?: string; arguments?: string }[];
 }
 
 export interface CheckedCompletion {
@@ -135,11 +139,33 @@ export function checkCompletion(where: string, body: unknown, kind: 'prompt' | '
       } else {
         if (!isObject(message)) malformed(where, `choices[0].${name}`, 'an object', message);
         const text = optionalString(where, `choices[0].${name}.content`, field(message, 'content'));
-        choice = { text, hasMessage: true, finishReason };
+        const reasoning = optionalString(where, `choices[0].${name}.reasoning_content`, field(message, 'reasoning_content'));
+        const toolCalls = checkToolCalls(where, `choices[0].${name}.tool_calls`, field(message, 'tool_calls'), stream);
+        choice = { text, hasMessage: true, finishReason, ...(reasoning !== undefined ? { reasoning } : {}), ...(toolCalls ? { toolCalls } : {}) };
       }
     }
   }
   return { model, choice, usage, timings, error: undefined };
+}
+
+/** `tool_calls` of a message (each whole: id, function.name, function.arguments) or of a stream delta (pieces by index). */
+function checkToolCalls(where: string, path: string, value: unknown, stream: boolean): CheckedChoice['toolCalls'] {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value)) malformed(where, path, 'a list', value);
+  return value.map((item: unknown, i: number) => {
+    if (!isObject(item)) malformed(where, `${path}[${i}]`, 'an object', item);
+    const rawIndex = field(item, 'index');
+    const index = rawIndex === undefined || rawIndex === null ? i : rawIndex;
+    if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index > 1024) malformed(where, `${path}[${i}].index`, 'an integer from 0 to 1024', index);
+    const fn = field(item, 'function');
+    if (fn !== undefined && fn !== null && !isObject(fn)) malformed(where, `${path}[${i}].function`, 'an object', fn);
+    const f = (fn ?? {}) as Record<string, unknown>;
+    const id = optionalString(where, `${path}[${i}].id`, field(item, 'id'));
+    const name = optionalString(where, `${path}[${i}].function.name`, field(f, 'name'));
+    const args = optionalString(where, `${path}[${i}].function.arguments`, field(f, 'arguments'));
+    if (!stream && (name === undefined || args === undefined)) malformed(where, `${path}[${i}].function`, 'an object with name and arguments', fn);
+    return { index, ...(id !== undefined ? { id } : {}), ...(name !== undefined ? { name } : {}), ...(args !== undefined ? { arguments: args } : {}) };
+  });
 }
 
 /**

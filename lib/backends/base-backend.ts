@@ -3,6 +3,7 @@ import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
+import { checkCompletionStructured, checkMessageExtras, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
   BackendKind,
@@ -40,7 +41,7 @@ export type Sampling = ResolvedSampling;
 export type GenerationInput = { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
 
 /** What a backend's engine is asked to do. */
-export type GenerationRequest = GenerationInput & { sampling: Sampling; signal: AbortSignal };
+export type GenerationRequest = GenerationInput & { sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal };
 
 /** What a backend's engine returns; the base class adds the backend kind, caching and the wall-clock time. */
 export interface EngineResult {
@@ -52,10 +53,13 @@ export interface EngineResult {
   reusedPromptTokens?: number;
   contextFull?: boolean;
   timings?: Omit<LlmTimings, 'totalMs'>;
+  parsed?: unknown;
+  toolCalls?: ToolCall[];
+  reasoningContent?: string;
 }
 
 /** A checked request and the caller's signal. */
-type Prepared = { input: GenerationInput; sampling: Sampling; signal: AbortSignal | undefined };
+type Prepared = { input: GenerationInput; sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal | undefined };
 
 export function checkMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'messages must be an array of { role, content }');
@@ -63,8 +67,15 @@ export function checkMessages(messages: unknown): ChatMessage[] {
     if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `messages[${i}] must be { role: string, content: string }`);
     }
+    checkMessageExtras(m, i);
   });
-  return messages.map((m: ChatMessage) => ({ role: m.role, content: m.content }));
+  return messages.map((m: ChatMessage) => ({
+    role: m.role,
+    content: m.content,
+    ...(m.toolCalls !== undefined ? { toolCalls: m.toolCalls } : {}),
+    ...(m.toolCallId !== undefined ? { toolCallId: m.toolCallId } : {}),
+    ...(m.reasoningContent !== undefined ? { reasoningContent: m.reasoningContent } : {}),
+  }));
 }
 
 function checkDefaults(defaults: LlmSamplingDefaults | undefined): Required<Omit<LlmSamplingDefaults, 'topP'>> & { topP?: number } {
@@ -158,8 +169,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
   }
 
   #prepare(input: GenerationInput, options: unknown, where: string, extraKeys: readonly string[] = []): Prepared {
-    const { sampling, signal } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
-    return { input, sampling, signal };
+    const { sampling, signal, structured } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
+    return { input, sampling, structured, signal };
   }
 
   #promptRequest(params: LlmCallParams): Prepared {
@@ -167,7 +178,10 @@ export abstract class BaseLlmBackend implements LlmBackend {
     const prompt = requireString(p.prompt, 'prompt');
     const { onChunk: _, ...rest } = p;
     if (_ !== undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', "onChunk is not a call() option: use stream(params, onChunk)");
-    return this.#prepare({ kind: 'prompt', prompt }, rest, `${this.kind} backend params`, ['prompt']);
+    const prepared = this.#prepare({ kind: 'prompt', prompt }, rest, `${this.kind} backend params`, ['prompt']);
+    // Tools and reasoning need a conversation, on every backend alike.
+    checkCompletionStructured(prepared.structured, 'call()/stream()');
+    return prepared;
   }
 
   #chatRequest(messages: ChatMessage[], options: LlmChatOptions): Prepared {
@@ -198,11 +212,11 @@ export abstract class BaseLlmBackend implements LlmBackend {
     stop?: AbortSignal,
   ): Promise<LlmResult> {
     this.checkOpen();
-    const { input, sampling, signal } = prepare();
+    const { input, sampling, structured, signal } = prepare();
     if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the call was aborted before it started');
     const started = performance.now();
 
-    const key = this.#cache ? this.#cacheKey(input, sampling) : undefined;
+    const key = this.#cache ? this.#cacheKey(input, sampling, structured) : undefined;
     if (key) {
       const hit = await this.#cache!.get(key);
       if (hit) {
@@ -229,7 +243,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
         }
       : undefined;
 
-    const engine = await this.generate({ ...input, sampling, signal: AbortSignal.any(signals) }, sink);
+    const engine = await this.generate({ ...input, sampling, structured, signal: AbortSignal.any(signals) }, sink);
     if (callbackError !== undefined) throw callbackError;
     const result: LlmResult = {
       text: engine.content,
@@ -244,6 +258,9 @@ export abstract class BaseLlmBackend implements LlmBackend {
       finishReason: engine.finishReason,
       cached: false,
       timings: { totalMs: performance.now() - started },
+      ...(engine.parsed !== undefined ? { parsed: engine.parsed } : {}),
+      ...(engine.toolCalls !== undefined ? { toolCalls: engine.toolCalls } : {}),
+      ...(engine.reasoningContent !== undefined ? { reasoningContent: engine.reasoningContent } : {}),
     };
     // The engine's own timings when it has them; the first chunk's arrival as seen here otherwise.
     for (const [name, value] of Object.entries({ firstTokenMs: firstChunkMs, ...engine.timings })) {
@@ -257,13 +274,15 @@ export abstract class BaseLlmBackend implements LlmBackend {
     return result;
   }
 
-  #cacheKey(input: GenerationInput, sampling: Sampling): ResponseCacheKey {
+  #cacheKey(input: GenerationInput, sampling: Sampling, structured: ResolvedStructured): ResponseCacheKey {
     const { explicit: _, ...values } = sampling;
+    const extra = structuredCacheKey(structured);
     return {
       backend: this.kind,
       model: this.cacheIdentity(),
       ...(input.kind === 'prompt' ? { prompt: input.prompt } : { messages: input.messages }),
       ...values,
+      ...(Object.keys(extra).length > 0 ? { structured: extra } : {}),
     };
   }
 }

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 
 import { getModelInfo, type ModelAutoConfig } from '../config/model-info';
+import { structuredOptions } from '../engine/structured';
 import { LlamaError, toLlamaError } from '../errors';
 import { loadModel, type LlamaModel } from '../model';
 import { optionalBool, optionalFunction, optionalInt, optionalNumber, requireObject, requireString } from '../validate';
@@ -145,9 +146,9 @@ export class LocalLlmBackend extends BaseLlmBackend {
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
-    const prompt = request.kind === 'prompt' ? request.prompt : await this.#render(model, request.messages, request.signal);
     const { explicit: _, ...sampling } = request.sampling;
-    const r = await model.complete(prompt, { ...sampling, signal: request.signal, onChunk });
+    const options = { ...sampling, ...structuredOptions(request.structured), signal: request.signal, onChunk };
+    const r = request.kind === 'prompt' ? await model.complete(request.prompt, options) : await model.chat(request.messages, { ...options, template: this.#template() });
     return {
       content: r.text,
       promptTokens: r.promptTokens,
@@ -162,13 +163,16 @@ export class LocalLlmBackend extends BaseLlmBackend {
         firstTokenMs: r.timings.firstTokenMs,
         tokensPerSecond: r.timings.tokensPerSecond,
       },
+      ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
+      ...(r.toolCalls !== undefined ? { toolCalls: r.toolCalls } : {}),
+      ...(r.reasoningContent !== undefined ? { reasoningContent: r.reasoningContent } : {}),
     };
   }
 
-  #render(model: LlamaModel, messages: { role: string; content: string }[], signal: AbortSignal | undefined): Promise<string> {
+  /** The chat template: the configured one, else the model's own, else its family's. */
+  #template(): string | undefined {
     const config = this.#config!;
-    const template = this.#options.chatFormat ?? (config.chatFormat === 'gguf' ? undefined : config.chatFormat);
-    return model.applyChatTemplate(messages, { template, signal });
+    return this.#options.chatFormat ?? (config.chatFormat === 'gguf' ? undefined : config.chatFormat);
   }
 
   protected async embedTexts(texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {

@@ -21,6 +21,8 @@ export interface ResponseCacheKey {
   topK?: number;
   stop?: string[];
   seed?: number;
+  /** Grammar, schema, tools and reasoning options, when the request has any. */
+  structured?: Record<string, unknown>;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { LlamaError } from '../errors';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, stopStrings } from '../validate';
+import { resolveStructured, STRUCTURED_KEYS, type ResolvedStructured, type StructuredOptions } from './structured';
 
 // The one request model: every generation (Model.complete/chat/stream, LlmBackend.call/chat/stream/streamChat,
 // the CLI and workflows) is validated and defaulted here, once, with the same defaults.
@@ -46,8 +47,8 @@ export interface SamplingOptions {
   stop?: string | string[];
 }
 
-/** A generation's options: sampling, abort and streaming. */
-export interface GenerationOptions extends SamplingOptions {
+/** A generation's options: sampling, constrained output, tools, reasoning, abort and streaming. */
+export interface GenerationOptions extends SamplingOptions, StructuredOptions {
   /**
    * Stops the generation. Aborted while it runs, the call resolves with what was produced and finishReason
    * 'abort'; aborted while it waits for a free sequence (or before it starts), it rejects with ERR_ABORTED.
@@ -77,7 +78,7 @@ export interface ResolvedSampling {
 export const SAMPLING_KEYS = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'frequencyPenalty', 'presencePenalty', 'seed', 'stop',
 ] as const satisfies readonly (keyof SamplingOptions)[];
-export const GENERATION_KEYS = [...SAMPLING_KEYS, 'signal', 'onChunk'] as const;
+export const GENERATION_KEYS = [...SAMPLING_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk'] as const;
 
 /** Levenshtein distance, for "did you mean" suggestions. */
 function distance(a: string, b: string): number {
@@ -152,6 +153,7 @@ export interface ResolvedGeneration {
   sampling: ResolvedSampling;
   signal: AbortSignal | undefined;
   onChunk: ((text: string) => void) | undefined;
+  structured: ResolvedStructured;
 }
 
 /** Checks a whole generation options object: unknown keys (beyond `extraKeys`), values, defaults. */
@@ -167,5 +169,6 @@ export function resolveGeneration(
     sampling: resolveSampling(opts, defaults),
     signal: optionalSignal(opts.signal),
     onChunk: optionalFunction<(text: string) => void>(opts.onChunk, 'onChunk'),
+    structured: resolveStructured(opts),
   };
 }

@@ -34,7 +34,30 @@ export interface NativeContextOptions {
 }
 
 /** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
-export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] };
+export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions;
+
+/** Constrained output of one generation (binding/core/task.h GrammarOptions). */
+export interface NativeGrammarOptions {
+  grammar?: string;
+  /** JSON Schema text, converted to GBNF by llama.cpp when the request is admitted. */
+  jsonSchema?: string;
+  grammarKind?: 'user' | 'output_format' | 'tool_calls';
+  grammarLazy?: boolean;
+  grammarTriggers?: { type: number; value: string }[];
+  preservedTokens?: string[];
+  generationPrompt?: string;
+}
+
+/** A ChatParser's answer to update(): the message so far and the deltas since the last update, as JSON. */
+export interface NativeChatParse {
+  message: { content: string; reasoningContent: string; toolCalls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
+  deltas: { content?: string; reasoningContent?: string; toolCalls?: { index: number; id?: string; type?: 'function'; function: { name?: string; arguments?: string } }[] }[];
+}
+
+export interface NativeChatParser {
+  /** Parses everything added so far (partially while streaming); returns NativeChatParse as JSON. */
+  update(textAdded: string, partial: boolean): string;
+}
 
 export interface NativeModelInfo {
   architecture: string;
@@ -104,6 +127,7 @@ export interface NativeModel {
     limits: NativeTemplateLimits,
     abort: NativeAbortFlag | null,
     openaiJson?: string,
+    full?: boolean,
   ): Promise<string>;
   applyChatTemplateSync(
     messages: NativeChatMessage[],
@@ -160,6 +184,8 @@ export interface NativeBackendReport {
 
 export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
+  /** `paramsJson`: { format, reasoningFormat, generationPrompt, parser, parseToolCalls }. */
+  ChatParser: new (paramsJson: string) => NativeChatParser;
   loadModel(
     path: string,
     options: NativeModelOptions,

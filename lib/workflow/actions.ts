@@ -8,7 +8,7 @@ import { hasTemplate, renderTemplate } from './template';
 /** The actions a workflow node (or a host engine) can call. */
 export type LlmActionName = 'llm.call' | 'llm.chat' | 'llm.stream' | 'llm.embed';
 
-export type ActionParamType = 'string' | 'messages' | 'int' | 'number' | 'stop' | 'text';
+export type ActionParamType = 'string' | 'messages' | 'int' | 'number' | 'stop' | 'text' | 'json';
 
 export interface ActionParamSpec {
   type: ActionParamType;
@@ -42,21 +42,32 @@ const SAMPLING: Record<string, ActionParamSpec> = {
   seed: { type: 'int', min: 0, max: 4294967295, description: 'sampling seed, for reproducible output' },
 };
 
-const GENERATION_META = ['finish_reason', 'model', 'backend', 'usage', 'timings'];
+/** Constrained output and tools, in OpenAI's shapes (checked by the request model when the node runs). */
+const STRUCTURED: Record<string, ActionParamSpec> = {
+  grammar: { type: 'string', description: 'a GBNF grammar the output must match' },
+  json_schema: { type: 'json', description: 'a JSON Schema the output must match (its value in state._meta.<node>.parsed)' },
+  response_format: { type: 'json', description: "OpenAI's response_format: { type: json_object } or { type: json_schema, json_schema: { name, schema } }" },
+};
+const TOOLS: Record<string, ActionParamSpec> = {
+  tools: { type: 'json', description: 'functions the model may call: [{ type: function, function: { name, description, parameters } }]' },
+  tool_choice: { type: 'json', description: 'auto, none, required, or { type: function, function: { name } }' },
+};
+
+const GENERATION_META = ['finish_reason', 'model', 'backend', 'usage', 'timings', 'parsed', 'tool_calls'];
 
 /** The four LLM actions: their parameters, what they store and their metadata keys. */
 export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> = Object.freeze({
   'llm.call': {
     name: 'llm.call',
     description: 'completes a prompt (raw text, no chat template)',
-    params: { prompt: { type: 'string', required: true, description: 'the text to complete' }, ...SAMPLING },
+    params: { prompt: { type: 'string', required: true, description: 'the text to complete' }, ...SAMPLING, ...STRUCTURED },
     result: 'text',
     metaKeys: GENERATION_META,
   },
   'llm.chat': {
     name: 'llm.chat',
     description: "answers a conversation with the model's chat template",
-    params: { messages: { type: 'messages', required: true, description: 'a list of { role, content }' }, ...SAMPLING },
+    params: { messages: { type: 'messages', required: true, description: 'a list of { role, content }' }, ...SAMPLING, ...STRUCTURED, ...TOOLS },
     result: 'text',
     metaKeys: [...GENERATION_META, 'messages'],
   },
@@ -67,6 +78,8 @@ export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> =
       prompt: { type: 'string', description: 'the text to complete' },
       messages: { type: 'messages', description: 'a list of { role, content }' },
       ...SAMPLING,
+      ...STRUCTURED,
+      ...TOOLS,
     },
     oneOf: ['prompt', 'messages'],
     result: 'text',
@@ -133,6 +146,8 @@ export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient =
       const bad = list.find((s) => !pending(s, lenient) && (typeof s !== 'string' || s.length === 0));
       return bad === undefined ? undefined : `expected a non-empty string or a list of them, got ${found(bad)}`;
     }
+    case 'json':
+      return typeof value === 'object' || typeof value === 'string' ? undefined : `expected a mapping or a list, got ${found(value)}`;
     case 'text': {
       if (typeof value === 'string') return undefined;
       if (!Array.isArray(value)) return `expected a string or a list of strings, got ${found(value)}`;
@@ -236,6 +251,11 @@ function sampling(params: Record<string, unknown>, signal: AbortSignal | undefin
   if (params.top_p !== undefined) options.topP = toNumber(params.top_p);
   if (params.seed !== undefined) options.seed = toNumber(params.seed);
   if (params.stop !== undefined) options.stop = params.stop as string | string[];
+  if (params.grammar !== undefined) options.grammar = String(params.grammar);
+  if (params.json_schema !== undefined) options.jsonSchema = params.json_schema as object;
+  if (params.response_format !== undefined) options.responseFormat = params.response_format as LlmGenerateOptions['responseFormat'];
+  if (params.tools !== undefined) options.tools = params.tools as LlmGenerateOptions['tools'];
+  if (params.tool_choice !== undefined) options.toolChoice = params.tool_choice as LlmGenerateOptions['toolChoice'];
   if (signal) options.signal = signal;
   return options;
 }
@@ -273,6 +293,8 @@ function generationMeta(r: LlmResult, messages?: ChatMessage[]): ActionMeta {
     backend: r.backend,
     usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.tokensUsed },
     timings,
+    ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
+    ...(r.toolCalls !== undefined ? { tool_calls: r.toolCalls } : {}),
     ...(messages ? { messages: [...messages, { role: 'assistant', content: r.content }] } : {}),
   };
 }

@@ -357,6 +357,30 @@ void TestTokenizePieces(const std::shared_ptr<llama_model>& model) {
   CHECK(aborted && polls == 4, "stop ends it between pieces (polls %d)", polls);
 }
 
+// A grammar constrains the slot's sampler; a grammar or schema llama.cpp rejects fails the request with a typed
+// error before any token, and the scheduler goes on serving the next request.
+void TestGrammar(const std::shared_ptr<llama_model>& model) {
+  Collector sink;
+  SchedulerOptions o;
+  o.sequences = 2;
+  auto s = MakeScheduler(model, sink, o, 512, 64);
+  GenerationTask yes = Greedy(1, kPrompts[0], 16);
+  yes.grammar.grammar = "root ::= (\"yes\" | \"no\") \".\"";
+  GenerationTask bad = Greedy(2, kPrompts[0], 16);
+  bad.grammar.grammar = "root ::= undefined-rule";
+  GenerationTask schema = Greedy(3, kPrompts[1], 64);
+  schema.grammar.jsonSchema = R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})";
+  GenerationTask unsupported = Greedy(4, kPrompts[1], 16);
+  unsupported.grammar.jsonSchema = R"({"type":"frob"})";
+  for (GenerationTask* t : {&yes, &bad, &schema, &unsupported}) s->Submit(*t);
+  Event e1 = sink.Wait(1), e2 = sink.Wait(2), e3 = sink.Wait(3), e4 = sink.Wait(4);
+  CHECK(e1.kind == Event::Kind::Done && (e1.stats.text == "yes." || e1.stats.text == "no."), "grammar text '%s'", e1.stats.text.c_str());
+  CHECK(e2.kind == Event::Kind::Error && e2.code == "ERR_INVALID_GRAMMAR", "bad grammar: %s %s", e2.code.c_str(), e2.message.c_str());
+  CHECK(sink.Streamed(2).empty(), "no token before the grammar error");
+  CHECK(e3.kind == Event::Kind::Done && e3.stats.text.find("\"n\"") != std::string::npos, "schema text '%s'", e3.stats.text.c_str());
+  CHECK(e4.kind == Event::Kind::Error && e4.code == "ERR_INVALID_SCHEMA", "unsupported schema: %s %s", e4.code.c_str(), e4.message.c_str());
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: tea_core_tests CASE [MODEL.gguf]\n");
@@ -382,7 +406,7 @@ int main(int argc, char** argv) {
     const std::map<std::string, void (*)(const std::shared_ptr<llama_model>&)> cases = {
         {"batch", TestBatch}, {"prefix", TestPrefix}, {"abort", TestAbort},
         {"cache_full", TestCacheFull}, {"embeddings", TestEmbeddings}, {"queue", TestQueue},
-        {"tokenize_pieces", TestTokenizePieces}};
+        {"tokenize_pieces", TestTokenizePieces}, {"grammar", TestGrammar}};
     auto it = cases.find(name);
     if (it == cases.end()) {
       std::fprintf(stderr, "unknown case %s\n", name.c_str());

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// Fuzzing of constrained output: seeded GBNF grammars and JSON schemas (grammar-mutator.mjs: malformed grammars,
+// deep nesting, huge repetition counts, $ref cycles, unsupported keywords, the valid ones mutated), each given to a
+// short generation in child processes, so that a crash inside llama.cpp's grammar parser or schema converter is a
+// finding instead of a lost run.
+//
+//   node test/reliability/fuzz/run-grammar-fuzz.mjs                      # 300 cases, seed 1
+//   TEA_GRAMMAR_FUZZ_CASES=20000 node test/reliability/fuzz/run-grammar-fuzz.mjs
+//   node test/reliability/fuzz/run-grammar-fuzz.mjs --seed 3 --case 17 --print   # show one case
+//
+// Needs dist/ (npm run build:ts), the native addon and ../shared/models/stories260K.gguf (or TEA_TEST_MODELS_DIR).
+// Per case: a time limit (a hang), an address-space cap (ulimit -v) and the child's peak resident memory.
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { runInChildren } from './child-runner.mjs';
+import { GrammarFuzzer } from './grammar-mutator.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..', '..', '..');
+const CHILD = join(here, 'grammar-child.mjs');
+
+/** What a fuzzed grammar or schema may end in. Anything else (untyped, internal, out of memory) is a finding. */
+export const EXPECTED_GRAMMAR_CODES = new Set(['ERR_INVALID_GRAMMAR', 'ERR_INVALID_SCHEMA']);
+
+export const DEFAULT_MODEL = join(process.env.TEA_TEST_MODELS_DIR ?? resolve(repoRoot, '..', 'shared', 'models'), 'stories260K.gguf');
+
+export async function runGrammarFuzz({
+  seed = 1,
+  cases = 300,
+  model = DEFAULT_MODEL,
+  parallel = Math.min(2, availableParallelism()),
+  batchSize = 100,
+  caseTimeoutMs = 20_000,
+  addressSpaceMb = 8192,
+  rssLimitMb = 768,
+  log = () => undefined,
+} = {}) {
+  const started = performance.now();
+  const report = { seed, cases, done: 0, outcomes: {}, kinds: {}, crashes: [], hangs: [], unexpected: [], oversized: [], peakRssMb: 0, slowest: { index: -1, ms: 0 }, elapsedMs: 0 };
+  const finding = (list, item) => {
+    list.push(item);
+    log(`FINDING ${JSON.stringify(item)}`);
+  };
+  await runInChildren({
+    name: 'grammar fuzz',
+    script: CHILD,
+    indices: Array.from({ length: cases }, (_, i) => i),
+    batchSize,
+    parallel,
+    caseTimeoutMs,
+    addressSpaceMb,
+    job: (batch) => ({ seed, model, indices: batch }),
+    onDone: (line, start) => {
+      report.done++;
+      report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
+      report.kinds[start?.kind] = (report.kinds[start?.kind] ?? 0) + 1;
+      const rssMb = line.rss / 1024;
+      if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
+      if (line.result !== 'ok' && !EXPECTED_GRAMMAR_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: start?.d, result: line.result });
+      if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: start?.d, peakRssMb: Math.round(rssMb) });
+      report.peakRssMb = Math.max(report.peakRssMb, rssMb);
+    },
+    onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
+      finding(hung ? report.hangs : report.crashes, { index: start ? start.i : lastIndex, description: start?.d ?? 'between cases', exit, stderr });
+    },
+  });
+  report.peakRssMb = Math.round(report.peakRssMb);
+  report.elapsedMs = Math.round(performance.now() - started);
+  return report;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const seed = Number(arg('--seed') ?? process.env.TEA_GRAMMAR_FUZZ_SEED ?? 1);
+  if (arg('--case') !== undefined && process.argv.includes('--print')) {
+    const c = new GrammarFuzzer(seed).case(Number(arg('--case')));
+    process.stdout.write(`${c.kind}: ${c.description}\n${JSON.stringify(c.options).slice(0, 4000)}\n`);
+  } else {
+    const cases = Number(process.env.TEA_GRAMMAR_FUZZ_CASES ?? 300);
+    const report = await runGrammarFuzz({ seed, cases, log: (m) => process.stderr.write(`${m}\n`) });
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    process.exit(report.crashes.length + report.hangs.length + report.unexpected.length + report.oversized.length > 0 ? 1 : 0);
+  }
+}
