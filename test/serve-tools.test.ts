@@ -8,11 +8,13 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { createServer, LocalLlmBackend, silentLogger, type ChatMessage, type TeaServer, type ToolDefinition } from '../lib';
+import { ApiLlmBackend, createServer, LocalLlmBackend, silentLogger, type ChatMessage, type TeaServer, type ToolDefinition } from '../lib';
+import { startLlamaServer } from './support/llama-server';
 import { haveModel, modelPath, repoRoot, STORIES } from './support/models';
 
 const run = haveModel(STORIES) ? describe : describe.skip;
-const template = (name: string) => readFileSync(join(repoRoot, 'vendor', 'llama.cpp', 'models', 'templates', `${name}.jinja`), 'utf8');
+const templatePath = (name: string) => join(repoRoot, 'vendor', 'llama.cpp', 'models', 'templates', `${name}.jinja`);
+const template = (name: string) => readFileSync(templatePath(name), 'utf8');
 
 const PERSON = {
   type: 'object',
@@ -178,6 +180,31 @@ run('tea-llama serve: tools, response_format and reasoning with the openai clien
     expect(reasoning).toBe(local.reasoningContent);
     expect(content).toBe(local.text);
   });
+
+  it('as a gateway over ApiLlmBackend to llama-server --jinja: the same tool calls and JSON as in-process', async () => {
+    const llama = await startLlamaServer(modelPath(STORIES), ['-c', '4096', '-np', '1', '--jinja', '--chat-template-file', templatePath('meetkai-functionary-medium-v3.2')]);
+    const api = new ApiLlmBackend({ baseUrl: llama.baseUrl, maxRetries: 0, logger: silentLogger });
+    const gateway = createServer(api, { logger: silentLogger });
+    try {
+      const client = new OpenAI({ baseURL: `${await listen(gateway)}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
+      const local = await functionary.backend.chat(messages, { tools: [WEATHER], toolChoice: 'required', temperature: 0, maxTokens: 60 });
+      const viaGateway = await client.chat.completions.create({ model: STORIES, messages, tools: [WEATHER], tool_choice: 'required', temperature: 0, max_tokens: 60 });
+      expect(viaGateway.choices[0]!.message.tool_calls!.map((c) => c.type === 'function' && c.function)).toEqual(local.toolCalls!.map((c) => c.function));
+      expect(viaGateway.choices[0]!.finish_reason).toBe(local.finishReason);
+      const stream = await client.chat.completions.create({ model: STORIES, messages, tools: [WEATHER], tool_choice: 'required', temperature: 0, max_tokens: 60, stream: true });
+      let args = '';
+      for await (const chunk of stream) for (const t of chunk.choices[0]?.delta.tool_calls ?? []) args += t.function?.arguments ?? '';
+      expect(args).toBe(local.toolCalls!.map((c) => c.function.arguments).join(''));
+      const json = await client.completions.create({ model: STORIES, prompt: 'Lily and Ben', response_format: { type: 'json_schema', json_schema: { name: 'p', schema: PERSON } }, temperature: 0, max_tokens: 128 } as never);
+      const localJson = await functionary.backend.call({ prompt: 'Lily and Ben', responseFormat: { type: 'json_schema', json_schema: { name: 'p', schema: PERSON } }, temperature: 0, maxTokens: 128 });
+      expect(json.choices[0]!.text).toBe(localJson.text);
+    } finally {
+      await gateway.shutdown();
+      await api.dispose();
+      await llama.stop();
+    }
+  }, 60_000);
 
   it('bad tools, tool choices, schemas and tool messages are 400s naming the field, and the server keeps serving', async () => {
     const { client } = functionary;
