@@ -230,7 +230,9 @@ run('tea-llama serve: tools, response_format and reasoning with the openai clien
     // Tools belong to a conversation: on /v1/completions they are unknown fields, as on OpenAI's.
     const onCompletions = await client.completions.create({ model: STORIES, prompt: 'x', tools: [WEATHER] } as never).catch((e: unknown) => e);
     expect((onCompletions as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('tools');
-    const after = await client.chat.completions.create({ model: STORIES, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 });
+    // tool_choice 'none' without tools asks for nothing, and is answered as without it.
+    const after = await client.chat.completions.create({ model: STORIES, messages: [{ role: 'user', content: 'hi' }], tool_choice: 'none', max_tokens: 4, temperature: 0 });
     expect(after.usage?.completion_tokens).toBe(4);
+    expect(after.choices[0]!.message.content).toBe((await functionary.backend.chat([{ role: 'user', content: 'hi' }], { maxTokens: 4, temperature: 0 })).text);
   });
 });

@@ -213,7 +213,10 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
   }
   for (const snake of structured) {
     const value = body[snake];
-    if (value !== null && value !== undefined) options[STRUCTURED_FIELDS[snake as keyof typeof STRUCTURED_FIELDS]] = value;
+    if (value === null || value === undefined) continue;
+    // 'none' without tools asks for nothing (some clients always send it); any other choice needs tools (a 400).
+    if (snake === 'tool_choice' && value === 'none' && body.tools == null) continue;
+    options[STRUCTURED_FIELDS[snake as keyof typeof STRUCTURED_FIELDS]] = value;
   }
   // OpenAI generates until the end of text when max_tokens is absent; so does the server (until the context is full).
   options.maxTokens ??= -1;
