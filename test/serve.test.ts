@@ -159,8 +159,9 @@ run('tea-llama serve with the openai client', () => {
 
   it('rejects what it does not support with a 400 naming the field, never ignoring it', async () => {
     const cases: [Record<string, unknown>, string][] = [
-      [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],
-      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ tools: [{ type: 'function', function: { name: 'bad name', parameters: {} } }] }, 'tools'],
+      [{ response_format: { type: 'xml' } }, 'response_format'],
+      [{ function_call: 'auto' }, 'function_call'],
       [{ n: 2 }, 'n'],
       [{ temperature: 'hot' }, 'temperature'],
       [{ max_tokens: -5 }, 'max_tokens'],
@@ -174,7 +175,7 @@ run('tea-llama serve with the openai client', () => {
       expect((error as InstanceType<typeof OpenAI.BadRequestError>).param, JSON.stringify(extra)).toBe(param);
     }
     const tool = await client.chat.completions
-      .create({ model: STORIES, messages: [{ role: 'tool', content: '1', tool_call_id: 'x' }] })
+      .create({ model: STORIES, messages: [{ role: 'tool', content: '1' }] } as never)
       .catch((e: unknown) => e);
     expect(tool).toBeInstanceOf(OpenAI.BadRequestError);
     const overflow = await client.completions.create({ model: STORIES, prompt: 'word '.repeat(3000), max_tokens: 4 }).catch((e: unknown) => e);

@@ -7,17 +7,20 @@ import type {
   EmbeddingModelV4Result,
   LanguageModelV4,
   LanguageModelV4CallOptions,
+  LanguageModelV4Content,
   LanguageModelV4FinishReason,
   LanguageModelV4GenerateResult,
   LanguageModelV4Prompt,
   LanguageModelV4StreamPart,
   LanguageModelV4StreamResult,
+  LanguageModelV4ToolResultOutput,
   LanguageModelV4Usage,
   SharedV4Warning,
 } from '@ai-sdk/provider';
 
 import type { LlmBackend, LlmChatOptions, LlmResult } from '../backends/llm-backend';
 import { rejectUnknownKeys } from '../engine/request';
+import type { GenerationDelta, ToolCall, ToolDefinition } from '../engine/structured';
 import { LlamaError } from '../errors';
 import type { ChatMessage } from '../types';
 import { requireObject } from '../validate';
@@ -40,33 +43,71 @@ export interface TeaLlamaProvider {
 }
 
 function unsupported(what: string): LlamaError {
-  return new LlamaError('ERR_INVALID_ARGUMENT', `tea-llama/ai-sdk: ${what} is not supported yet`);
+  return new LlamaError('ERR_INVALID_ARGUMENT', `tea-llama/ai-sdk: ${what} is not supported`);
 }
 
-/** The AI SDK's prompt as the backend's chat messages. */
+/** A tool's result as the text of a `tool` message (JSON values as JSON text). */
+function toolOutput(output: LanguageModelV4ToolResultOutput): string {
+  switch (output.type) {
+    case 'text':
+    case 'error-text':
+      return output.value;
+    case 'json':
+    case 'error-json':
+      return JSON.stringify(output.value);
+    case 'execution-denied':
+      return output.reason ?? 'the tool call was denied';
+    case 'content':
+      return output.value.map((part) => (part.type === 'text' ? part.text : '')).join('');
+  }
+}
+
+/** The AI SDK's prompt as the backend's chat messages: tool calls as assistant `toolCalls`, results as `tool` messages. */
 export function toChatMessages(prompt: LanguageModelV4Prompt): ChatMessage[] {
-  return prompt.map((message, i) => {
-    if (message.role === 'system') return { role: 'system', content: message.content };
-    // TODO(structured, issue 13): tool-call parts (→ assistant `toolCalls`) and tool results (→ role 'tool' with
-    // `toolCallId`) once the request model has them.
-    if (message.role === 'tool') throw unsupported(`prompt[${i}]: a tool message`);
-    const text = message.content
-      .map((part) => {
-        if (part.type === 'text') return part.text;
-        if (part.type === 'reasoning') return ''; // earlier reasoning is not sent back to the model
+  return prompt.flatMap((message, i): ChatMessage[] => {
+    if (message.role === 'system') return [{ role: 'system', content: message.content }];
+    if (message.role === 'tool') {
+      return message.content.flatMap((part): ChatMessage[] => {
+        if (part.type === 'tool-result') return [{ role: 'tool', toolCallId: part.toolCallId, content: toolOutput(part.output) }];
         throw unsupported(`prompt[${i}]: a ${part.type} part`);
-      })
-      .join('');
-    return { role: message.role, content: text };
+      });
+    }
+    const toolCalls: ToolCall[] = [];
+    let text = '';
+    for (const part of message.content) {
+      if (part.type === 'text') text += part.text;
+      else if (part.type === 'reasoning') continue; // earlier reasoning is not sent back to the model
+      else if (part.type === 'tool-call' && message.role === 'assistant') {
+        // The SDK holds the arguments parsed; the template renders them from OpenAI's JSON text.
+        const input = typeof part.input === 'string' ? part.input : JSON.stringify(part.input ?? {});
+        toolCalls.push({ id: part.toolCallId, type: 'function', function: { name: part.toolName, arguments: input } });
+      } else throw unsupported(`prompt[${i}]: a ${part.type} part`);
+    }
+    return [{ role: message.role, content: text, ...(toolCalls.length > 0 ? { toolCalls } : {}) }];
   });
+}
+
+/** The AI SDK's tools, tool choice and JSON mode as the request model's `tools`, `toolChoice` and `responseFormat`. */
+function structured(options: LanguageModelV4CallOptions): Pick<LlmChatOptions, 'tools' | 'toolChoice' | 'responseFormat'> {
+  const out: Pick<LlmChatOptions, 'tools' | 'toolChoice' | 'responseFormat'> = {};
+  const format = options.responseFormat;
+  if (format?.type === 'json') {
+    out.responseFormat = format.schema ? { type: 'json_schema', json_schema: { name: format.name ?? 'response', schema: format.schema as object } } : { type: 'json_object' };
+  }
+  if (options.tools !== undefined && options.tools.length > 0) {
+    out.tools = options.tools.map((tool): ToolDefinition => {
+      if (tool.type !== 'function') throw unsupported(`the provider tool '${tool.name}'`);
+      return { type: 'function', function: { name: tool.name, ...(tool.description !== undefined ? { description: tool.description } : {}), parameters: tool.inputSchema as object } };
+    });
+    const choice = options.toolChoice;
+    if (choice !== undefined) out.toolChoice = choice.type === 'tool' ? { type: 'function', function: { name: choice.toolName } } : choice.type;
+  }
+  return out;
 }
 
 /** The call options as the one request model's, and the warnings for what is accepted but unused. */
 function toOptions(options: LanguageModelV4CallOptions): { chat: LlmChatOptions; warnings: SharedV4Warning[] } {
   const warnings: SharedV4Warning[] = [];
-  // TODO(structured, issue 13): responseFormat json → `responseFormat`, tools → `tools`, toolChoice → `toolChoice`.
-  if (options.responseFormat?.type === 'json') throw unsupported('responseFormat json (generateObject / streamObject)');
-  if (options.tools !== undefined && options.tools.length > 0) throw unsupported('tools');
   if (options.reasoning !== undefined && options.reasoning !== 'provider-default' && options.reasoning !== 'none') {
     warnings.push({ type: 'unsupported', feature: 'reasoning', details: 'the model reasons as its chat template makes it' });
   }
@@ -80,8 +121,18 @@ function toOptions(options: LanguageModelV4CallOptions): { chat: LlmChatOptions;
     ...(options.stopSequences !== undefined && options.stopSequences.length > 0 ? { stop: options.stopSequences } : {}),
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.abortSignal !== undefined ? { signal: options.abortSignal } : {}),
+    ...structured(options),
   };
   return { chat, warnings };
+}
+
+/** A result's reasoning, text and tool calls as the AI SDK's content parts. */
+function content(result: LlmResult): LanguageModelV4Content[] {
+  return [
+    ...(result.reasoningContent ? [{ type: 'reasoning' as const, text: result.reasoningContent }] : []),
+    ...(result.content.length > 0 ? [{ type: 'text' as const, text: result.content }] : []),
+    ...(result.toolCalls ?? []).map((c) => ({ type: 'tool-call' as const, toolCallId: c.id, toolName: c.function.name, input: c.function.arguments })),
+  ];
 }
 
 function finishReason(reason: string): LanguageModelV4FinishReason {
@@ -114,7 +165,7 @@ export class TeaLlamaLanguageModel implements LanguageModelV4 {
     const { chat, warnings } = toOptions(options);
     const result = await this.#backend.chat(toChatMessages(options.prompt), chat);
     return {
-      content: result.content.length > 0 ? [{ type: 'text', text: result.content }] : [],
+      content: content(result),
       finishReason: finishReason(result.finishReason),
       usage: usage(result),
       warnings,
@@ -134,21 +185,43 @@ export class TeaLlamaLanguageModel implements LanguageModelV4 {
       start(controller) {
         controller.enqueue({ type: 'stream-start', warnings });
         controller.enqueue({ type: 'response-metadata', modelId: backend.model, timestamp: new Date() });
-        let open = false;
-        const s = backend.streamChat(
-          messages,
-          (delta) => {
-            if (cancel.signal.aborted) return;
-            if (!open) controller.enqueue({ type: 'text-start', id: '0' });
-            open = true;
-            controller.enqueue({ type: 'text-delta', id: '0', delta });
-          },
-          { ...chat, signal },
-        );
+        // Parts are made from the backend's deltas (content, reasoning, tool calls), never its raw text.
+        const open = new Set<string>();
+        const tools = new Map<number, string>();
+        const part = (p: LanguageModelV4StreamPart) => {
+          if (!cancel.signal.aborted) controller.enqueue(p);
+        };
+        const onDelta = (d: GenerationDelta) => {
+          if (d.reasoningContent) {
+            if (!open.has('reasoning')) part({ type: 'reasoning-start', id: 'reasoning' });
+            open.add('reasoning');
+            part({ type: 'reasoning-delta', id: 'reasoning', delta: d.reasoningContent });
+          }
+          if (d.content) {
+            if (!open.has('0')) part({ type: 'text-start', id: '0' });
+            open.add('0');
+            part({ type: 'text-delta', id: '0', delta: d.content });
+          }
+          for (const t of d.toolCalls ?? []) {
+            let id = tools.get(t.index);
+            if (id === undefined) {
+              id = t.id ?? `call_${t.index}`;
+              tools.set(t.index, id);
+              part({ type: 'tool-input-start', id, toolName: t.function.name ?? '' });
+            }
+            if (t.function.arguments) part({ type: 'tool-input-delta', id, delta: t.function.arguments });
+          }
+        };
+        const s = backend.streamChat(messages, undefined, { ...chat, signal, onDelta });
         s.result.then(
           (result) => {
             if (cancel.signal.aborted) return;
-            if (open) controller.enqueue({ type: 'text-end', id: '0' });
+            // A cached answer comes whole, without deltas.
+            if (open.size === 0 && tools.size === 0) onDelta({ reasoningContent: result.reasoningContent, content: result.content });
+            if (open.has('reasoning')) part({ type: 'reasoning-end', id: 'reasoning' });
+            if (open.has('0')) part({ type: 'text-end', id: '0' });
+            for (const id of tools.values()) part({ type: 'tool-input-end', id });
+            (result.toolCalls ?? []).forEach((c, i) => part({ type: 'tool-call', toolCallId: tools.get(i) ?? c.id, toolName: c.function.name, input: c.function.arguments }));
             controller.enqueue({ type: 'finish', finishReason: finishReason(result.finishReason), usage: usage(result) });
             controller.close();
           },

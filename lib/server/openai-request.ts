@@ -4,6 +4,7 @@
 // at the value that changes nothing (n: 1, logprobs: false, ...), anything else is a 400 naming the field.
 import { resolveGeneration } from '../engine/request';
 import { LlamaError } from '../errors';
+import type { ToolCall } from '../engine/structured';
 import type { ChatMessage } from '../types';
 import type { LlmGenerateOptions } from '../backends/llm-backend';
 
@@ -47,12 +48,26 @@ const CAMEL_TO_SNAKE: Record<string, string> = Object.fromEntries(
 );
 
 /**
- * OpenAI fields of structured output and tools. TODO(structured, issue 13): map `tools`, `tool_choice`,
- * `parallel_tool_calls` and `response_format` to the request options `tools`, `toolChoice`, `parallelToolCalls`
- * and `responseFormat` once the request model has them; until then a request that uses them is a 400, never
- * silently answered without them.
+ * OpenAI's structured-output and tool fields (and llama-server's `reasoning_format` / `chat_template_kwargs`,
+ * which ApiLlmBackend sends) → the request model's options, whose own validation (lib/engine/structured.ts)
+ * checks their values. The OpenAI shapes are the request model's shapes, so values pass as they are.
  */
-const NOT_YET = ['tools', 'tool_choice', 'parallel_tool_calls', 'response_format', 'functions', 'function_call'];
+const STRUCTURED_FIELDS = {
+  response_format: 'responseFormat',
+  tools: 'tools',
+  tool_choice: 'toolChoice',
+  parallel_tool_calls: 'parallelToolCalls',
+  reasoning_format: 'reasoningFormat',
+  chat_template_kwargs: 'chatTemplateKwargs',
+} as const satisfies Record<string, keyof LlmGenerateOptions>;
+
+/** What only a conversation can use: on /v1/completions these are unknown fields, as on OpenAI's. */
+const CHAT_ONLY = ['tools', 'tool_choice', 'parallel_tool_calls', 'reasoning_format', 'chat_template_kwargs'];
+
+for (const [snake, camel] of Object.entries(STRUCTURED_FIELDS)) CAMEL_TO_SNAKE[camel] = snake;
+
+/** OpenAI's deprecated function-calling fields: `tools` and `tool_choice` replace them. */
+const NOT_YET = ['functions', 'function_call'];
 
 /** Fields accepted at a value that changes nothing, and ignored ones (`user`, `metadata`, `store`: bookkeeping). */
 const NEUTRAL: Record<string, (v: unknown) => boolean> = {
@@ -82,9 +97,7 @@ function checkFields(body: Record<string, unknown>, known: readonly string[]): v
     const value = body[key];
     if (value === null || value === undefined) continue; // OpenAI's clients send null for "unset"
     if (NOT_YET.includes(key)) {
-      if (key === 'tool_choice' && value === 'none' && body.tools === undefined) continue;
-      if (key === 'response_format' && typeof value === 'object' && (value as { type?: unknown }).type === 'text') continue;
-      throw badRequest(`'${key}' is not supported yet by this server`, key, 'unsupported_parameter');
+      throw badRequest(`'${key}' is not supported by this server: use 'tools' and 'tool_choice'`, key, 'unsupported_parameter');
     }
     if (Object.hasOwn(NEUTRAL, key)) {
       if (!NEUTRAL[key]!(value)) throw badRequest(`'${key}' = ${JSON.stringify(value)} is not supported by this server`, key, 'unsupported_parameter');
@@ -111,6 +124,22 @@ function contentText(content: unknown, param: string): string {
   throw badRequest(`${param} must be a string or a list of text parts`, param);
 }
 
+/** An assistant message's `tool_calls` (OpenAI's shape) as the request model's `toolCalls`. */
+function toolCalls(value: unknown, param: string): ToolCall[] {
+  if (!Array.isArray(value)) throw badRequest(`${param} must be a list of { id, type: 'function', function: { name, arguments } }`, param);
+  return value.map((c: unknown, i) => {
+    const p = `${param}[${i}]`;
+    const call = c as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } };
+    if (typeof call !== 'object' || call === null || typeof call.id !== 'string') throw badRequest(`${p}.id must be a string`, `${p}.id`);
+    if (call.type !== undefined && call.type !== 'function') throw badRequest(`${p}.type must be 'function'`, `${p}.type`);
+    const fn = call.function;
+    if (typeof fn !== 'object' || fn === null || typeof fn.name !== 'string' || typeof fn.arguments !== 'string') {
+      throw badRequest(`${p}.function must be { name, arguments } with arguments a JSON text`, `${p}.function`);
+    }
+    return { id: call.id, type: 'function', function: { name: fn.name, arguments: fn.arguments } };
+  });
+}
+
 function messages(value: unknown): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0) throw badRequest("'messages' must be a non-empty list of { role, content }", 'messages');
   return value.map((m, i) => {
@@ -118,16 +147,27 @@ function messages(value: unknown): ChatMessage[] {
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw badRequest(`${param} must be an object`, param);
     const msg = m as Record<string, unknown>;
     if (typeof msg.role !== 'string') throw badRequest(`${param}.role must be a string`, `${param}.role`);
-    // TODO(structured, issue 13): role 'tool' with tool_call_id → toolCallId, assistant tool_calls → toolCalls.
-    if (msg.role === 'tool' || msg.role === 'function' || msg.tool_calls != null || msg.tool_call_id != null) {
-      throw badRequest(`${param}: tool messages and tool_calls are not supported yet by this server`, param, 'unsupported_parameter');
-    }
-    if (!['system', 'developer', 'user', 'assistant'].includes(msg.role)) throw badRequest(`${param}.role must be system, developer, user or assistant`, `${param}.role`);
+    if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(msg.role)) throw badRequest(`${param}.role must be system, developer, user, assistant or tool`, `${param}.role`);
+    const allowed = msg.role === 'tool' ? ['role', 'content', 'tool_call_id'] : msg.role === 'assistant' ? ['role', 'content', 'name', 'refusal', 'tool_calls', 'reasoning_content'] : ['role', 'content', 'name'];
     for (const key of Object.keys(msg)) {
-      if (!['role', 'content', 'name', 'refusal'].includes(key)) throw badRequest(`Unrecognized argument supplied: ${param}.${key}`, `${param}.${key}`, 'unknown_parameter');
+      if (msg[key] === null && key !== 'content') continue; // OpenAI's clients send null for "unset"
+      if (!allowed.includes(key)) throw badRequest(`Unrecognized argument supplied: ${param}.${key}`, `${param}.${key}`, 'unknown_parameter');
     }
-    // OpenAI's `developer` role is its new name for `system`; chat templates know `system`.
-    return { role: msg.role === 'developer' ? 'system' : msg.role, content: contentText(msg.content, `${param}.content`) };
+    const content = contentText(msg.content, `${param}.content`);
+    if (msg.role === 'tool') {
+      if (typeof msg.tool_call_id !== 'string' || msg.tool_call_id === '') throw badRequest(`${param}.tool_call_id must be the id of the call this message answers`, `${param}.tool_call_id`);
+      return { role: 'tool', content, toolCallId: msg.tool_call_id };
+    }
+    if (msg.role === 'assistant') {
+      const out: ChatMessage = { role: 'assistant', content };
+      if (msg.tool_calls != null) out.toolCalls = toolCalls(msg.tool_calls, `${param}.tool_calls`);
+      if (msg.reasoning_content != null) {
+        if (typeof msg.reasoning_content !== 'string') throw badRequest(`${param}.reasoning_content must be a string`, `${param}.reasoning_content`);
+        out.reasoningContent = msg.reasoning_content;
+      }
+      return out;
+    }
+    return { role: msg.role === 'developer' ? 'system' : msg.role, content };
   });
 }
 
@@ -138,7 +178,8 @@ function messages(value: unknown): ChatMessage[] {
  */
 export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 'chat'): ParsedGeneration {
   const own = kind === 'prompt' ? ['model', 'prompt', 'stream', 'stream_options'] : ['model', 'messages', 'stream', 'stream_options'];
-  checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS)]);
+  const structured = Object.keys(STRUCTURED_FIELDS).filter((f) => kind === 'chat' || !CHAT_ONLY.includes(f));
+  checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS), ...structured]);
   if (body.model != null && typeof body.model !== 'string') throw badRequest("'model' must be a string", 'model');
   let input: ParsedGeneration['input'];
   if (kind === 'prompt') {
@@ -170,6 +211,13 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
     if (options[camel] !== undefined) throw badRequest(`give only one of 'max_tokens' and 'max_completion_tokens'`, snake);
     options[camel] = value;
   }
+  for (const snake of structured) {
+    const value = body[snake];
+    if (value === null || value === undefined) continue;
+    // 'none' without tools asks for nothing (some clients always send it); any other choice needs tools (a 400).
+    if (snake === 'tool_choice' && value === 'none' && body.tools == null) continue;
+    options[STRUCTURED_FIELDS[snake as keyof typeof STRUCTURED_FIELDS]] = value;
+  }
   // OpenAI generates until the end of text when max_tokens is absent; so does the server (until the context is full).
   options.maxTokens ??= -1;
   try {
@@ -180,15 +228,21 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
   return { input, options: options as LlmGenerateOptions, stream, includeUsage };
 }
 
-/** An ERR_INVALID_ARGUMENT of the request model as a 400 naming the HTTP field (`max_tokens`, not `maxTokens`). */
+const REQUEST_CODES: Record<string, string> = { ERR_INVALID_ARGUMENT: 'invalid_request', ERR_INVALID_SCHEMA: 'invalid_schema', ERR_INVALID_GRAMMAR: 'invalid_grammar' };
+
+/**
+ * A caller's mistake found by the request model (a bad value, a schema or grammar llama.cpp cannot use) as a 400
+ * naming the HTTP field (`max_tokens`, not `maxTokens`).
+ */
 export function requestError(error: unknown): unknown {
-  if (!(error instanceof LlamaError) || error.code !== 'ERR_INVALID_ARGUMENT') return error;
+  if (!(error instanceof LlamaError) || !Object.hasOwn(REQUEST_CODES, error.code)) return error;
   let param: string | null = null;
-  const message = error.message.replace(/\b(maxTokens|temperature|topP|topK|minP|repeatPenalty|repeatLastN|frequencyPenalty|presencePenalty|seed|stop)\b/g, (name) => {
+  const names = Object.keys(CAMEL_TO_SNAKE).join('|');
+  const message = error.message.replace(new RegExp(`\\b(${names})\\b`, 'g'), (name) => {
     param ??= CAMEL_TO_SNAKE[name] ?? name;
     return CAMEL_TO_SNAKE[name] ?? name;
   });
-  return badRequest(message, param);
+  return badRequest(message, param, REQUEST_CODES[error.code]);
 }
 
 export interface ParsedEmbeddings {

@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 
 import type { LlmBackend, LlmResult, LlmStream } from '../backends/llm-backend';
 import { LocalLlmBackend } from '../backends/local-backend';
+import type { GenerationDelta } from '../engine/structured';
 import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError, toLlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
@@ -72,8 +73,9 @@ const ROUTES: Record<string, { method: string; route: Route }> = {
 /** A backend error as the status and OpenAI error a client gets. A client's mistake is never a 500. */
 function httpError(error: unknown, param: string | null): HttpError {
   if (error instanceof HttpError) return error;
-  const e = toLlamaError(requestError(error));
-  if (e instanceof HttpError) return e;
+  const mapped = requestError(error);
+  if (mapped instanceof HttpError) return mapped;
+  const e = toLlamaError(mapped);
   switch (e.code) {
     case 'ERR_INVALID_ARGUMENT':
     case 'ERR_TEMPLATE':
@@ -103,6 +105,67 @@ function errorBody(e: HttpError): string {
 
 function finishReason(reason: string): string {
   return reason === 'length' || reason === 'tool_calls' || reason === 'content_filter' ? reason : 'stop';
+}
+
+/** A chat answer in OpenAI's message shape: tool calls as `tool_calls` (content null when there is none, as OpenAI). */
+function assistantMessage(r: LlmResult): Record<string, unknown> {
+  const calls = r.toolCalls ?? [];
+  return {
+    role: 'assistant',
+    content: calls.length > 0 && r.content === '' ? null : r.content,
+    refusal: null,
+    ...(calls.length > 0 ? { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } })) } : {}),
+    ...(r.reasoningContent !== undefined ? { reasoning_content: r.reasoningContent } : {}),
+  };
+}
+
+/** A streamed step in OpenAI's chunk-delta shape (snake_case). */
+function chunkDelta(d: GenerationDelta): Record<string, unknown> {
+  return {
+    ...(d.content !== undefined ? { content: d.content } : {}),
+    ...(d.reasoningContent !== undefined ? { reasoning_content: d.reasoningContent } : {}),
+    ...(d.toolCalls !== undefined ? { tool_calls: d.toolCalls } : {}),
+  };
+}
+
+/** The whole of a result as deltas, for a stream whose backend gave none (a response-cache hit). */
+function resultDeltas(r: LlmResult): GenerationDelta[] {
+  return [
+    ...(r.reasoningContent ? [{ reasoningContent: r.reasoningContent }] : []),
+    ...(r.content ? [{ content: r.content }] : []),
+    ...(r.toolCalls?.length ? [{ toolCalls: r.toolCalls.map((c, index) => ({ index, id: c.id, type: 'function' as const, function: { name: c.function.name, arguments: c.function.arguments } })) }] : []),
+  ];
+}
+
+interface DeltaQueue {
+  push: (delta: GenerationDelta) => void;
+  /** The deltas pushed, in order, until `done` settles and all are taken. */
+  iterate: (done: Promise<unknown>) => AsyncGenerator<GenerationDelta>;
+}
+
+/** The backend's onDelta callbacks as an async iterable, so the stream's writes can wait for a slow reader. */
+function deltaQueue(): DeltaQueue {
+  const queue: GenerationDelta[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    push: (delta) => {
+      queue.push(delta);
+      wake?.();
+    },
+    async *iterate(done) {
+      let finished = false;
+      const end = () => {
+        finished = true;
+        wake?.();
+      };
+      done.then(end, end); // a rejection is the caller's, from awaiting the stream's result
+      for (;;) {
+        if (queue.length > 0) yield queue.shift()!;
+        else if (finished) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+  };
 }
 
 function usage(r: LlmResult) {
@@ -258,7 +321,9 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     const started = performance.now();
     const { entry, end } = track(res);
     const signal = entry.controller.signal;
-    const options = { ...parsed.options, signal };
+    // A streamed chat is written from the backend's deltas (content, reasoning, tool calls), never its raw text.
+    const deltas = parsed.stream && route === 'chat' ? deltaQueue() : undefined;
+    const options = { ...parsed.options, signal, ...(deltas ? { onDelta: deltas.push } : {}) };
     const input = parsed.input;
     try {
       if (!parsed.stream) {
@@ -270,15 +335,19 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
         }
         const choice =
           route === 'chat'
-            ? { index: 0, message: { role: 'assistant', content: result.content, refusal: null }, logprobs: null, finish_reason: finishReason(result.finishReason) }
+            ? { index: 0, message: assistantMessage(result), logprobs: null, finish_reason: finishReason(result.finishReason) }
             : { index: 0, text: result.content, logprobs: null, finish_reason: finishReason(result.finishReason) };
         send(res, 200, JSON.stringify({ id, object, created: Math.floor(Date.now() / 1000), model: modelName, choices: [choice], usage: usage(result) }));
         return;
       }
-      await streamed(res, route, parsed, id, started, entry, input.kind === 'prompt' ? backend.stream({ prompt: input.prompt, ...options }) : backend.streamChat(input.messages, undefined, options));
+      await streamed(res, route, parsed, id, started, entry, input.kind === 'prompt' ? backend.stream({ prompt: input.prompt, ...options }) : backend.streamChat(input.messages, undefined, options), deltas);
     } catch (error) {
       if (res.destroyed) return;
-      const e = httpError(error, param);
+      let e = httpError(error, param);
+      // llama.cpp's schema errors name no field: the schema came from response_format, else from the tools.
+      if (e.param === null && (e.code === 'invalid_schema' || e.code === 'invalid_grammar')) {
+        e = new HttpError(e.status, e.message, e.type, body.response_format != null ? 'response_format' : body.tools != null ? 'tools' : null, e.code);
+      }
       if (!res.headersSent) throw e;
       // Headers of a stream went out already: the error is its last event (OpenAI's clients raise it).
       res.end(`data: ${errorBody(e)}\n\ndata: [DONE]\n\n`);
@@ -295,6 +364,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     started: number,
     entry: Running,
     stream: LlmStream,
+    deltas: DeltaQueue | undefined,
   ): Promise<void> {
     const object = route === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const createdAt = Math.floor(Date.now() / 1000);
@@ -309,11 +379,20 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
       if (route === 'chat') res.write(event({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
     };
-    for await (const chunk of stream) {
+    const choices: AsyncIterable<Record<string, unknown>> = deltas
+      ? (async function* () {
+          for await (const d of deltas.iterate(stream.result)) yield { index: 0, delta: chunkDelta(d), logprobs: null, finish_reason: null };
+        })()
+      : (async function* () {
+          for await (const chunk of stream) yield piece(chunk, null);
+        })();
+    let sent = 0;
+    for await (const choice of choices) {
       if (!res.headersSent) metrics.firstToken(route === 'chat' ? '/v1/chat/completions' : '/v1/completions', (performance.now() - started) / 1000);
       start();
+      sent++;
       // Backpressure: a slow reader is waited for; what the model makes meanwhile is one generation's text at most.
-      if (!res.write(event(piece(chunk, null))) && !(await drained(res))) break;
+      if (!res.write(event(choice)) && !(await drained(res))) break;
     }
     const result = await stream.result;
     metrics.finish(route === 'chat' ? '/v1/chat/completions' : '/v1/completions', result.finishReason, result.promptTokens, result.completionTokens);
@@ -325,6 +404,8 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
       return;
     }
     start();
+    // A cached answer comes whole, without deltas.
+    if (deltas && sent === 0) for (const d of resultDeltas(result)) res.write(event({ index: 0, delta: chunkDelta(d), logprobs: null, finish_reason: null }));
     res.write(event(piece('', finishReason(result.finishReason))));
     if (parsed.includeUsage) res.write(event(null, { usage: usage(result) }));
     res.end('data: [DONE]\n\n');
