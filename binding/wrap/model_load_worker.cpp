@@ -91,6 +91,8 @@ void ModelLoadWorker::Run() {
   if (model == nullptr) {
     const std::string reason = TakeLastError();
     if (abort_->load()) throw TeaError("ERR_ABORTED", "model load aborted");
+    // llama.cpp catches the RPC client's exception and logs it: a server lost while the weights were sent.
+    if (IsRpcLost(reason)) throw TeaError("ERR_RPC_CONNECTION", "llama.cpp could not load " + path_ + ": " + reason);
     throw TeaError("ERR_MODEL_INVALID", "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason));
   }
   handle_ = std::make_shared<ModelHandle>(model);
