@@ -549,7 +549,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     checkTensors(gguf, absolute);
   }
   const fileSize = (await stat(absolute)).size;
-  // llama.cpp's RPC client aborts the process on a server it cannot reach: check each one here first.
+  // llama.cpp's RPC client has no connect timeout and says little about a server it cannot reach: check each one here first.
   if (rpc.rpcServers.length > 0) await preflightRpcServers(rpc.rpcServers, rpc.timeoutMs);
   const releaseRpc = holdRpcServers(rpc.rpcServers);
 
