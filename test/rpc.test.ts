@@ -236,6 +236,39 @@ describe.runIf(haveModel(STORIES))('RPC: a model over rpc-servers on loopback', 
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(256 * 2 ** 20);
   });
 
+  it('a stalled server (SIGSTOP, connection open): ERR_RPC_CONNECTION after rpcTimeoutMs, not a hang', async () => {
+    const victim = await startRpcServer();
+    const model = await loadModel(modelPath(STORIES), { threads: 1, contextSize: 512, rpcServers: [victim.endpoint], rpcTimeoutMs: 800 });
+    let stoppedAt = 0;
+    try {
+      const error = await failure(
+        (async () => {
+          let chunks = 0;
+          for await (const chunk of model.stream('Once upon a time', { maxTokens: 450, temperature: 0 })) {
+            void chunk;
+            if (++chunks === 1) {
+              victim.child.kill('SIGSTOP');
+              stoppedAt = performance.now();
+            }
+          }
+        })(),
+      );
+      const waited = performance.now() - stoppedAt;
+      expect(error.code).toBe('ERR_RPC_CONNECTION');
+      expect(error.message).toContain(`ggml-rpc: server lost: ${victim.endpoint}`);
+      expect(waited).toBeGreaterThanOrEqual(700);
+      expect(waited).toBeLessThan(5000);
+      expect((await failure(model.complete('Once', GREEDY))).code).toBe('ERR_RPC_CONNECTION');
+    } finally {
+      await model.dispose();
+      victim.child.kill('SIGCONT');
+      await victim.stop();
+    }
+    const bad = await failure(loadModel(modelPath(STORIES), { rpcServers: [servers[0].endpoint], rpcTimeoutMs: -1 }));
+    expect(bad.code).toBe('ERR_INVALID_ARGUMENT');
+    expect(bad.message).toContain('rpcTimeoutMs');
+  });
+
   it('a connection lost while the weights are sent: loadModel rejects with ERR_RPC_CONNECTION, nothing aborts', async () => {
     // A loopback proxy to a real rpc-server that cuts the model's connection after 64 KiB of weights (the
     // preflight's connection, a few bytes, passes).
