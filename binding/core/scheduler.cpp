@@ -182,7 +182,7 @@ void Scheduler::Loop() {
         Step(events);
       }
     } catch (const std::exception& e) {
-      // A bug or an allocation failure: every running request learns of it, the scheduler goes on.
+      // A bug, an allocation failure or a lost RPC server: every running request learns of it, the scheduler goes on.
       const std::string code = CodeOf(e);
       for (Slot& slot : slots_) {
         if (slot.state != SlotState::Free) Fail(slot, code, e.what(), events);
