@@ -77,13 +77,16 @@ const EMBEDDING_SEQUENCES = 64;
 
 const LOAD_KEYS = [
   'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
-  'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs',
+  'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs', 'rpcTimeoutMs',
 ] as const;
 
 /** llama.cpp's GGML_RPC_MAX_SERVERS. */
 const MAX_RPC_SERVERS = 16;
 
-function checkRpcOptions(opts: LoadModelOptions): { rpcServers: string[]; tensorSplit: number[] | undefined; timeoutMs: number } {
+/** rpcTimeoutMs's default: a stalled server ends the generation after this long, not never. */
+const DEFAULT_RPC_TIMEOUT_MS = 60_000;
+
+function checkRpcOptions(opts: LoadModelOptions): { rpcServers: string[]; tensorSplit: number[] | undefined; timeoutMs: number; commandTimeoutMs: number } {
   let rpcServers: string[] = [];
   if (opts.rpcServers !== undefined) {
     if (!Array.isArray(opts.rpcServers)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'rpcServers must be an array of "host:port" strings');
@@ -101,7 +104,8 @@ function checkRpcOptions(opts: LoadModelOptions): { rpcServers: string[]; tensor
     tensorSplit = [...split];
   }
   const timeoutMs = optionalInt(opts.rpcConnectTimeoutMs, 'rpcConnectTimeoutMs', 1, 2 ** 31 - 1) ?? DEFAULT_RPC_CONNECT_TIMEOUT_MS;
-  return { rpcServers, tensorSplit, timeoutMs };
+  const commandTimeoutMs = optionalInt(opts.rpcTimeoutMs, 'rpcTimeoutMs', 0, 2 ** 31 - 1) ?? DEFAULT_RPC_TIMEOUT_MS;
+  return { rpcServers, tensorSplit, timeoutMs, commandTimeoutMs };
 }
 
 /** LoadModelOptions.flashAttention to llama_flash_attn_type. */
@@ -770,7 +774,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     checkTensors(gguf, absolute);
   }
   const fileSize = (await stat(absolute)).size;
-  // llama.cpp's RPC client aborts the process on a server it cannot reach: check each one here first.
+  // llama.cpp's RPC client has no connect timeout and says little about a server it cannot reach: check each one here first.
   if (rpc.rpcServers.length > 0) await preflightRpcServers(rpc.rpcServers, rpc.timeoutMs);
   const releaseRpc = holdRpcServers(rpc.rpcServers);
 
@@ -793,7 +797,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   };
   let native: NativeModel;
   try {
-    const where = { ...(rpc.rpcServers.length > 0 ? { rpcServers: rpc.rpcServers } : {}), ...(rpc.tensorSplit ? { tensorSplit: rpc.tensorSplit } : {}) };
+    const where = { ...(rpc.rpcServers.length > 0 ? { rpcServers: rpc.rpcServers, rpcTimeoutMs: rpc.commandTimeoutMs } : {}), ...(rpc.tensorSplit ? { tensorSplit: rpc.tensorSplit } : {}) };
     native = await binding.loadModel(absolute, { gpuLayers, vocabOnly, useMmap, ...where }, onProgress ? report : undefined, flag);
   } catch (error) {
     releaseRpc();

@@ -1,7 +1,7 @@
 // llama.cpp's RPC backend, client side: checking servers before llama.cpp connects to them.
 //
-// llama.cpp's RPC client ends the process (GGML_ABORT) when a server cannot be reached, refuses the handshake or
-// speaks another protocol version, and it waits without a timeout for a server that accepts and never answers.
+// llama.cpp's RPC client (as patched, patches/rpc-lost-server.patch) throws a bare "server lost" when a server
+// cannot be reached or refuses the handshake, and it waits without a timeout for a server that accepts and never answers.
 // So before loadModel hands `rpcServers` to llama.cpp, each one is checked here, on the event loop, with a connect
 // timeout: a TCP connection and the protocol's HELLO (the first bytes llama.cpp's client sends), then closed.
 // listRpcDevices() goes on with the two read-only queries (device count, device memory) for the device listing.

@@ -37,6 +37,11 @@ export interface LoadModelOptions {
   tensorSplit?: number[];
   /** Longest wait to connect to, and for the handshake of, each RPC server, in ms. Default 5000. */
   rpcConnectTimeoutMs?: number;
+  /**
+   * Once loaded, longest wait for an RPC server to take or answer one command, in ms (0: no limit): past it the
+   * server counts as lost (ERR_RPC_CONNECTION). Generous, because a command may be a whole graph computation. Default 60000.
+   */
+  rpcTimeoutMs?: number;
   /** Load only the vocabulary: tokenize and chat templates work, generation does not. Default false. */
   vocabOnly?: boolean;
   /** Default sampling seed for this model's completions. Default: a fresh random seed per completion. */

@@ -94,6 +94,7 @@ void Scheduler::Submit(GenerationTask task) {
   if (options_.embeddings) throw TeaError("ERR_INVALID_ARGUMENT", "this context computes embeddings, not completions");
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
+  if (!lost_.empty()) throw TeaError("ERR_RPC_CONNECTION", lost_);
   const size_t free = static_cast<size_t>(std::max(0, options_.sequences - active_));
   if (queue_.size() >= free + static_cast<size_t>(options_.maxQueued)) {
     throw TeaError("ERR_QUEUE_FULL", "all " + std::to_string(options_.sequences) + " sequences are busy and " +
@@ -107,6 +108,7 @@ void Scheduler::Submit(EmbeddingTask task) {
   if (!options_.embeddings) throw TeaError("ERR_INVALID_ARGUMENT", "this context was not created for embeddings");
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
+  if (!lost_.empty()) throw TeaError("ERR_RPC_CONNECTION", lost_);
   if (queue_.size() >= static_cast<size_t>(options_.maxQueued)) {
     throw TeaError("ERR_QUEUE_FULL", std::to_string(options_.maxQueued) + " embedding requests are already waiting (maxQueued)");
   }
@@ -180,9 +182,8 @@ void Scheduler::Loop() {
         Step(events);
       }
     } catch (const std::exception& e) {
-      // A bug or an allocation failure: every running request learns of it, the scheduler goes on.
-      const TeaError* coded = dynamic_cast<const TeaError*>(&e);
-      const std::string code = coded ? coded->code() : dynamic_cast<const std::bad_alloc*>(&e) ? "ERR_OUT_OF_MEMORY" : "ERR_INTERNAL";
+      // A bug, an allocation failure or a lost RPC server: every running request learns of it, the scheduler goes on.
+      const std::string code = CodeOf(e);
       for (Slot& slot : slots_) {
         if (slot.state != SlotState::Free) Fail(slot, code, e.what(), events);
       }
@@ -192,6 +193,13 @@ void Scheduler::Loop() {
         Untrack(job.task.id);
       }
       embeddingJobs_.clear();
+      if (code == "ERR_RPC_CONNECTION") {
+        // A lost RPC server: the model's layers there are gone, so the context is unusable for good. What waits
+        // and whatever comes later fails at once with the same error; Stop and the destructor still work.
+        lost_ = e.what();
+        for (Queued& q : queue_) events.push_back(ErrorEvent(TaskId(q.task), code, lost_));
+        queue_.clear();
+      }
     }
     Publish(events);
   }
@@ -211,6 +219,12 @@ void Scheduler::Loop() {
   }
   Publish(events);
   for (Slot& slot : slots_) slot.sampler.reset();
+  // A lost RPC server that only async commands met is reported by the next synchronize, which must not be the one
+  // in llama_context's destructor (an exception there ends the process): take it here.
+  try {
+    llama_synchronize(ctx_);
+  } catch (const std::exception&) {
+  }
   llama_free(ctx_);  // on the thread that ran its decodes: the OpenMP team it created goes with it
   ctx_ = nullptr;
 #if defined(__GLIBC__)

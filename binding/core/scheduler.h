@@ -144,6 +144,7 @@ class Scheduler {
   std::deque<Queued> queue_;
   std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> running_;  // ids and flags of admitted tasks
   bool stopping_ = false;
+  std::string lost_;  // set once an RPC server of the context is lost: every later Submit throws ERR_RPC_CONNECTION
   std::atomic<bool> abortAll_{false};
   int32_t active_ = 0;  // mirrored for counts()
 

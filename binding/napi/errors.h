@@ -26,7 +26,7 @@ Napi::Value Guard(const Napi::CallbackInfo& info, Fn&& fn) {
   } catch (const std::bad_alloc&) {
     throw MakeError(env, "ERR_OUT_OF_MEMORY", "out of memory");
   } catch (const std::exception& e) {
-    throw MakeError(env, "ERR_INTERNAL", e.what());
+    throw MakeError(env, CodeOf(e), e.what());
   } catch (...) {
     throw MakeError(env, "ERR_INTERNAL", "unknown native error");
   }

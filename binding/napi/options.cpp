@@ -138,6 +138,7 @@ ModelOptions ModelOptions::Parse(const Napi::Value& value) {
     Napi::Array list = servers.As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); ++i) o.rpcServers.push_back(RequireString(list.Get(i), "rpcServers[i]"));
   }
+  o.rpcTimeoutMs = static_cast<int32_t>(Number(obj, "rpcTimeoutMs", o.rpcTimeoutMs, 0, 2147483647, true));
   Napi::Value split = obj.Get("tensorSplit");
   if (!split.IsUndefined() && !split.IsNull()) {
     if (!split.IsArray()) Invalid("tensorSplit must be an array of numbers");

@@ -23,6 +23,7 @@ struct ModelOptions {
   bool useMmap = true;
   std::vector<std::string> rpcServers;  // "host:port" of llama.cpp rpc-servers (the TS layer checked each is up)
   std::vector<float> tensorSplit;       // proportions per device, llama.cpp's tensor_split; empty: by free memory
+  int32_t rpcTimeoutMs = 60000;         // send/recv timeout of each RPC connection once loaded; 0: none
 
   static ModelOptions Parse(const Napi::Value& value);
 };

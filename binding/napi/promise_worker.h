@@ -34,7 +34,7 @@ class PromiseWorker : public Napi::AsyncWorker {
     } catch (const std::bad_alloc&) {
       Fail("ERR_OUT_OF_MEMORY", "out of memory");
     } catch (const std::exception& e) {
-      Fail("ERR_INTERNAL", e.what());
+      Fail(CodeOf(e), e.what());
     } catch (...) {
       Fail("ERR_INTERNAL", "unknown native error");
     }

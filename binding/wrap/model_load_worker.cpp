@@ -91,9 +91,24 @@ void ModelLoadWorker::Run() {
   if (model == nullptr) {
     const std::string reason = TakeLastError();
     if (abort_->load()) throw TeaError("ERR_ABORTED", "model load aborted");
+    // llama.cpp catches the RPC client's exception and logs it: a server lost while the weights were sent.
+    if (IsRpcLost(reason)) throw TeaError("ERR_RPC_CONNECTION", "llama.cpp could not load " + path_ + ": " + reason);
     throw TeaError("ERR_MODEL_INVALID", "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason));
   }
   handle_ = std::make_shared<ModelHandle>(model);
+  // Now that the model holds its RPC connections: a server that stops answering fails them after rpcTimeoutMs
+  // (patches/rpc-lost-server.patch) instead of stalling the generation for ever.
+  if (!options_.rpcServers.empty()) {
+    using SetTimeoutFn = bool (*)(const char*, int);
+    ggml_backend_reg_t rpc = ggml_backend_reg_by_name("RPC");
+    auto setTimeout = rpc ? reinterpret_cast<SetTimeoutFn>(ggml_backend_reg_get_proc_address(rpc, "tea_rpc_set_timeout")) : nullptr;
+    for (const std::string& server : options_.rpcServers) {
+      if (setTimeout == nullptr || !setTimeout(server.c_str(), options_.rpcTimeoutMs)) {
+        handle_.reset();
+        throw TeaError("ERR_RPC_CONNECTION", "RPC server " + server + ": cannot set rpcTimeoutMs on its connection");
+      }
+    }
+  }
   try {
     CheckVocabulary(llama_model_get_vocab(model));
   } catch (const TeaError& e) {
