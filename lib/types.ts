@@ -1,7 +1,7 @@
 import type { GenerationOptions } from './engine/request';
 import type { NativeModelInfo } from './native/binding-types';
 
-import type { ReasoningFormat, ResponseFormat, ToolCall, ToolChoice, ToolDefinition } from './engine/structured';
+import type { ReasoningFormat, ResponseFormat, StructuredOptions, ToolCall, ToolChoice, ToolDefinition } from './engine/structured';
 
 export type { GenerationOptions, SamplingOptions } from './engine/request';
 export type {
@@ -148,17 +148,7 @@ export interface ChatMessage {
 }
 
 /** The tools, JSON and reasoning options {@link LlamaModel.prepareChat} renders a conversation with. */
-export interface ChatPrepareOptions extends ChatTemplateOptions {
-  grammar?: string;
-  jsonSchema?: object;
-  responseFormat?: ResponseFormat;
-  tools?: ToolDefinition[];
-  toolChoice?: ToolChoice;
-  parallelToolCalls?: boolean;
-  reasoningFormat?: ReasoningFormat;
-  enableThinking?: boolean;
-  chatTemplateKwargs?: Record<string, unknown>;
-}
+export interface ChatPrepareOptions extends ChatTemplateOptions, Omit<StructuredOptions, 'onDelta'> {}
 
 export interface ChatParseOptions {
   /** As the request's `reasoningFormat`. Default 'none'. */
