@@ -67,21 +67,25 @@ TemplateLimits ReadTemplateLimits(const Napi::Value& value) {
   return limits;
 }
 
+// Main thread, after a render: keeps the parse it made of a Jinja source (emplace leaves an entry already cached).
+void RememberParse(TemplateCache& cache, const ChatRenderJob& job) {
+  if (job.parsed && !job.builtin) cache.emplace(job.source, job.parsed);
+}
+
 // Parses and renders a chat template on its own thread (ChatRenderJob::Render), so the main thread stays free and
 // the request's AbortFlag stops it.
 class ChatTemplateWorker : public PromiseWorker {
  public:
   // Main thread. `handle` keeps the model alive while the render runs; `cache` receives a fresh parse.
   ChatTemplateWorker(Napi::Env env, ModelPtr handle, ChatRenderJob job, std::shared_ptr<TemplateCache> cache)
-      : PromiseWorker(env, "tea-llama:applyChatTemplate"), handle_(std::move(handle)), job_(std::move(job)), cache_(std::move(cache)),
-        cached_(job_.parsed != nullptr) {}
+      : PromiseWorker(env, "tea-llama:applyChatTemplate"), handle_(std::move(handle)), job_(std::move(job)), cache_(std::move(cache)) {}
 
  protected:
   // Worker (pool) thread: waits for the render thread.
   void Run() override { prompt_ = job_.Render(); }
   // Main thread.
   Napi::Value Result(Napi::Env env) override {
-    if (!cached_ && job_.parsed && !job_.builtin) cache_->emplace(job_.source, job_.parsed);
+    RememberParse(*cache_, job_);
     return Napi::String::New(env, prompt_);
   }
   // Main thread.
@@ -91,7 +95,6 @@ class ChatTemplateWorker : public PromiseWorker {
   ModelPtr handle_;
   ChatRenderJob job_;
   std::shared_ptr<TemplateCache> cache_;
-  bool cached_;
   std::string prompt_;
 };
 
@@ -278,9 +281,8 @@ Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {
 Napi::Value Model::ApplyChatTemplateSync(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     ChatRenderJob job = PrepareRender(info);
-    const bool fresh = job.parsed == nullptr;
     const std::string prompt = job.Render();
-    if (fresh && job.parsed && !job.builtin) templates_->emplace(job.source, job.parsed);
+    RememberParse(*templates_, job);
     return Napi::String::New(info.Env(), prompt);
   });
 }
