@@ -13,6 +13,7 @@ import {
   needsChatLayer,
   parseJson,
   resolveStructured,
+  STRUCTURED_KEYS,
   toOpenAiMessage,
   type GenerationDelta,
   type ParsedOf,
@@ -168,7 +169,7 @@ interface ResolvedTemplateCall {
 
 function resolveTemplateCall(messages: unknown, options: unknown, what: string): ResolvedTemplateCall {
   const opts = requireObject(options, 'options');
-  rejectUnknownKeys(opts, ['template', 'addAssistant', 'limits', 'signal'], `${what} options`);
+  rejectUnknownKeys(opts, TEMPLATE_KEYS, `${what} options`);
   return {
     messages: checkMessages(messages),
     template: opts.template === undefined ? null : requireString(opts.template, 'template'),
@@ -204,6 +205,8 @@ function checkMessages(messages: unknown): ChatMessage[] {
 }
 
 const TEMPLATE_KEYS = ['template', 'addAssistant', 'limits', 'signal'] as const;
+/** What prepareChat() takes besides TEMPLATE_KEYS: the structured options, less streaming. */
+const PREPARE_KEYS = STRUCTURED_KEYS.filter((k) => k !== 'onDelta');
 
 /** A result whose `parsed` has the type of the literal schema in the options (unknown otherwise). */
 type Typed<O> = Omit<GenerationResult, 'parsed'> & { parsed?: ParsedOf<O> };
@@ -419,7 +422,7 @@ export class LlamaModel implements AsyncDisposable {
     const opts = requireObject(options, 'options');
     const templateKeys = new Set<string>(TEMPLATE_KEYS);
     const structuredOpts = Object.fromEntries(Object.entries(opts).filter(([k]) => !templateKeys.has(k)));
-    rejectUnknownKeys(structuredOpts, ['grammar', 'jsonSchema', 'responseFormat', 'tools', 'toolChoice', 'parallelToolCalls', 'reasoningFormat', 'enableThinking', 'chatTemplateKwargs'], 'prepareChat() options');
+    rejectUnknownKeys(structuredOpts, PREPARE_KEYS, 'prepareChat() options');
     const structured = resolveStructured(structuredOpts);
     const templateOpts = Object.fromEntries(Object.entries(opts).filter(([k]) => templateKeys.has(k)));
     const call = resolveTemplateCall(messages, templateOpts, 'prepareChat()');

@@ -6,22 +6,13 @@ import { captureLogger } from './support/capture-logger';
 import { completionBody, json } from './support/http-fixture';
 import { freePort, startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, STORIES, STORY_PROMPTS } from './support/models';
+import { failure } from './support/failure';
 
 // Several OpenAI-compatible servers behind one ApiLlmBackend: real llama-server processes on loopback (one
 // stopped, one killed mid-run, one killed mid-stream, all down), and node:http fixtures for 5xx answers and
 // the probes that bring an endpoint back.
 
 const { fixture, backend } = apiTestScope({ apiKey: '', maxRetries: 2, retryDelayMs: 10 });
-
-async function failure(promise: Promise<unknown>): Promise<LlamaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(LlamaError);
-    return error as LlamaError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function until(condition: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;

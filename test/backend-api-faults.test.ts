@@ -7,20 +7,11 @@ import { captureLogger } from './support/capture-logger';
 import { apiTestScope } from './support/api-scope';
 import { completionBody, json } from './support/http-fixture';
 import { freePort } from './support/llama-server';
+import { failure } from './support/failure';
 
 // Every fault is served by a real HTTP server on 127.0.0.1 (node:http); fetch is never mocked.
 
 const { fixture, backend } = apiTestScope({ apiKey: '', maxRetries: 2, retryDelayMs: 10 });
-
-async function failure(promise: Promise<unknown>): Promise<LlamaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(LlamaError);
-    return error as LlamaError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const started = performance.now();

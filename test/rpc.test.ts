@@ -8,19 +8,10 @@ import { ensureCliBuilt, runCli } from './support/cli';
 import { freePort } from './support/llama-server';
 import { haveModel, modelPath, repoRoot, STORIES, STORY_PROMPTS } from './support/models';
 import { startRpcServer, type RpcServer } from './support/rpc-server';
+import { failure } from './support/failure';
 
 // llama.cpp's RPC backend: two real rpc-servers (build/tools/ggml-rpc-server) on loopback, the model's layers on
 // them, greedy text compared with the same model on the local CPU.
-
-async function failure(promise: Promise<unknown>): Promise<LlamaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(LlamaError);
-    return error as LlamaError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Graph computations a server ran (GGML_RPC_DEBUG=1 logs one line per command; a repeated graph is a recompute). */
 function computations(server: RpcServer): number {

@@ -191,9 +191,11 @@ export class HttpClient {
     const failures: string[] = [];
     const urlOf = (e: Endpoint) => (root ? e.root : e.api) + path;
 
+    // Serialized once for every attempt and endpoint (an embeddings body may be megabytes).
+    const payload = body === undefined ? undefined : JSON.stringify(body);
     for (let attempt = 1; ; ) {
       const endpoint = pinned ?? pool.pick(unreachable);
-      if (!endpoint) throw this.#allFailed(method, path, failures, 'ERR_API_CONNECTION');
+      if (!endpoint) throw this.#allFailed(method, path, failures);
       const url = urlOf(endpoint);
       const where = `${method} ${displayUrl(url)}`;
       if (signal?.aborted) throw new LlamaError('ERR_ABORTED', `${where} aborted`);
@@ -206,7 +208,7 @@ export class HttpClient {
       };
       let response: Response;
       try {
-        response = await this.#fetchFollowing(method, url, headers, body === undefined ? undefined : JSON.stringify(body), signal ? AbortSignal.any([signal, timer.signal]) : timer.signal, where);
+        response = await this.#fetchFollowing(method, url, headers, payload, signal ? AbortSignal.any([signal, timer.signal]) : timer.signal, where);
       } catch (error) {
         timer.clear();
         release();
@@ -265,9 +267,9 @@ export class HttpClient {
   }
 
   /** Every endpoint failed: one error naming each with its failure. */
-  #allFailed(method: string, path: string, failures: string[], code: 'ERR_API_CONNECTION'): LlamaError {
+  #allFailed(method: string, path: string, failures: string[]): LlamaError {
     const n = this.#o.pool.endpoints.length;
-    return new LlamaError(code, this.redact(`${method} ${path}: all ${n} API endpoints failed: ${failures.join('; ')}`));
+    return new LlamaError('ERR_API_CONNECTION', this.redact(`${method} ${path}: all ${n} API endpoints failed: ${failures.join('; ')}`));
   }
 
   /**

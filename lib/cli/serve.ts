@@ -95,7 +95,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (backend instanceof LocalLlmBackend) await backend.load();
     const server = createServer(backend, {
       ...(apiKey !== undefined ? { apiKey } : {}),
-      ...(cors !== undefined ? { cors: cors === '*' ? true : cors } : {}),
+      ...(cors !== undefined ? { cors } : {}),
       ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
       ...(drainTimeoutMs !== undefined ? { drainTimeoutMs } : {}),
       logger,

@@ -230,6 +230,9 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
 
 const REQUEST_CODES: Record<string, string> = { ERR_INVALID_ARGUMENT: 'invalid_request', ERR_INVALID_SCHEMA: 'invalid_schema', ERR_INVALID_GRAMMAR: 'invalid_grammar' };
 
+/** Any of our option names in a message (built once: the names are fixed). */
+const OPTION_NAME = new RegExp(`\\b(${Object.keys(CAMEL_TO_SNAKE).join('|')})\\b`, 'g');
+
 /**
  * A caller's mistake found by the request model (a bad value, a schema or grammar llama.cpp cannot use) as a 400
  * naming the HTTP field (`max_tokens`, not `maxTokens`).
@@ -237,8 +240,7 @@ const REQUEST_CODES: Record<string, string> = { ERR_INVALID_ARGUMENT: 'invalid_r
 export function requestError(error: unknown): unknown {
   if (!(error instanceof LlamaError) || !Object.hasOwn(REQUEST_CODES, error.code)) return error;
   let param: string | null = null;
-  const names = Object.keys(CAMEL_TO_SNAKE).join('|');
-  const message = error.message.replace(new RegExp(`\\b(${names})\\b`, 'g'), (name) => {
+  const message = error.message.replace(OPTION_NAME, (name) => {
     param ??= CAMEL_TO_SNAKE[name] ?? name;
     return CAMEL_TO_SNAKE[name] ?? name;
   });

@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LlamaError, loadModel } from '../../lib';
 import { GgufValueType, readGguf, writeGguf } from '../../lib/gguf';
 import { cacheDir, haveModel, modelPath, STORIES } from '../support/models';
+import { failure } from '../support/failure';
 
 /** stories260K.gguf with llama.rope.freq_base set to `value`, written by the project's GGUF writer. */
 async function withFreqBase(value: number): Promise<string> {
@@ -28,15 +29,6 @@ async function withFreqBase(value: number): Promise<string> {
   const path = join(dir, `stories260K-freq-base-${value}.gguf`);
   await writeGguf(path, { metadata, tensors });
   return path;
-}
-
-async function failure(promise: Promise<unknown>): Promise<LlamaError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(LlamaError);
-  return error as LlamaError;
 }
 
 describe.runIf(haveModel(STORIES))('a model that computes NaN', () => {
