@@ -130,7 +130,7 @@ export function renderServing(results) {
       `tea-llama: \`loadModel(file, { sequences: N, contextSize: N × ${sv.ctxPerClient} })\` and N concurrent \`complete()\` calls with onChunk; ` +
       `llama-server: \`-np N --kv-unified -c N×${sv.ctxPerClient}\` (\`--kv-unified\` for N > 1, as tea-llama shares one cache between sequences only when there are several), N streaming POST /completion with ignore_eos; ` +
       `node-llama-cpp: a context of N sequences of ${sv.ctxPerClient} cells, a token generator per sequence. ` +
-      `tea-llama serve: \`createServer\` over a \`LocalLlmBackend\` with \`sequences: N\`, N streaming POST /v1/completions (its ratios: to llama-server, then in the last column to tea-llama in-process, which is what the HTTP layer costs). ` +
+      `tea-llama serve: the \`tea-llama serve --parallel N\` command in its own process (as llama-server), N streaming POST /v1/completions (its ratios: to llama-server, then in the last column to tea-llama in-process, which is what the HTTP layer costs). ` +
       `One fresh process per model and contender runs every client count; ${runs} run${runs > 1 ? 's' : ''} interleaved with the rest, medians of the runs.`,
     '',
     `tok/s = every client's generated tokens over the makespan (all requests sent at once to the last one done, prompts included). ` +

@@ -13,6 +13,7 @@
 // does not stop by itself); tea-llama has no such switch and stops early if a prompt leads to an end-of-generation
 // token, which the reported token totals would show.
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 
 import { getCpuLlama, importNodeLlamaCpp, progress, serverArgs, startServer, track } from './session.mjs';
 import { median, now, percentile, perSecond } from './stats.mjs';
@@ -170,48 +171,26 @@ async function nlcServing(spec) {
   }
 }
 
-/** The events of a server-sent-events body, parsed, to `onEvent`. */
-async function readSse(response, onEvent) {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const piece of response.body) {
-    buffer += decoder.decode(piece, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const data = buffer.slice(0, end).replace(/^data: /, '');
-      buffer = buffer.slice(end + 2);
-      if (data !== '[DONE]') onEvent(JSON.parse(data));
-    }
-  }
-}
-
-// tea-llama serve: createServer over a LocalLlmBackend with `sequences: N`, N streaming POST /v1/completions (the
-// OpenAI API, as llama-server's clients above use its own /completion); against `tea` it is the HTTP layer's cost.
+// tea-llama serve: the `tea-llama serve` command in its own process (as llama-server runs in its own), with
+// `--parallel N`, the same context and threads (its batch size is its default, 512, the bench's default), and N streaming POST /v1/completions (the OpenAI API, as
+// llama-server's clients above use its own /completion); against `tea` it is what the HTTP layer costs.
 async function teaHttpServing(spec) {
-  const tea = require(spec.root);
   const { ctxPerClient } = spec.serving;
+  const cli = [process.execPath, join(spec.root, 'bin', 'tea-llama.js'), 'serve'];
   const open = async (n) => {
-    const backend = new tea.LocalLlmBackend({ modelPath: spec.model, sequences: n, contextSize: n * ctxPerClient, threads: spec.threads, logger: tea.silentLogger });
-    await backend.load();
-    const server = tea.createServer(backend, { logger: tea.silentLogger });
-    await new Promise((listening) => server.listen(0, '127.0.0.1', listening));
-    const url = `http://127.0.0.1:${server.address().port}/v1/completions`;
+    const args = ['--parallel', String(n), '-c', String(n * ctxPerClient), '-t', String(spec.threads), '-q'];
+    const server = await startServer(spec, args, cli);
     return {
       generate: async (prompt, maxTokens, onChunk) => {
         const body = { prompt: prompt.text, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } };
-        const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-        if (!response.ok) throw new Error(`tea-llama serve answered ${response.status}: ${await response.text()}`);
         let tokens = 0;
-        await readSse(response, (event) => {
+        await server.stream('/v1/completions', body, (event) => {
           if (event.choices?.[0]?.text) onChunk();
           if (event.usage) tokens = event.usage.completion_tokens;
         });
         return tokens;
       },
-      close: async () => {
-        await server.shutdown();
-        await backend.dispose();
-      },
+      close: () => server.stop(),
     };
   };
   return session(spec, open);

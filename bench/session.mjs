@@ -29,9 +29,12 @@ export function serverArgs(spec, parallel = 1) {
   ];
 }
 
-/** Starts llama-server and waits for /health; the parent learns its pid, to kill it too if it cuts the session. */
-export function startServer(spec, args) {
-  return startLlamaServer(spec.model, args, { bin: spec.serverBin, timeoutMs: 120_000, onSpawn: (pid) => process.send?.({ type: 'child', pid }) });
+/**
+ * Starts llama-server (or `command`, another server with its command line: tea-llama serve) and waits for /health;
+ * the parent learns its pid, to kill it too if it cuts the session.
+ */
+export function startServer(spec, args, command) {
+  return startLlamaServer(spec.model, args, { bin: spec.serverBin, command, timeoutMs: 120_000, onSpawn: (pid) => process.send?.({ type: 'child', pid }) });
 }
 
 /** node-llama-cpp's module, from the folder nlc.mjs installed it into. */

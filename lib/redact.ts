@@ -57,24 +57,24 @@ export function redactUrl(url: string): string {
 
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
 
+/** `user:pass@` after `//`, and the value of every secret `name=value` pair, by pattern (text no URL parser takes). */
+function redactByPattern(text: string): string {
+  return text
+    .replace(/\/\/[^/@\s]*@/g, `//${REDACTED}@`)
+    .replace(/([?&#])([^=&#\s]+)=([^&#\s]*)/g, (all, sep: string, name: string) => (isSecretParam(name) ? `${sep}${name}=${REDACTED}` : all));
+}
+
 /** Every URL in a text through {@link redactUrl}; `loose` also treats `user:pass@` and `name=value` pairs outside URLs. */
 function redactUrlsIn(text: string, loose = false): string {
-  let out = text.replace(URL_IN_TEXT, (m) => {
+  const out = text.replace(URL_IN_TEXT, (m) => {
     try {
       new URL(m);
     } catch {
-      return m.replace(/\/\/[^/@\s]*@/, `//${REDACTED}@`).replace(/([?&#])([^=&#\s]+)=([^&#\s]*)/g, (all, sep: string, name: string) =>
-        isSecretParam(name) ? `${sep}${name}=${REDACTED}` : all,
-      );
+      return redactByPattern(m);
     }
     return redactUrl(m);
   });
-  if (loose) {
-    out = out
-      .replace(/\/\/[^/@\s]*@/g, `//${REDACTED}@`)
-      .replace(/([?&#])([^=&#\s]+)=([^&#\s]*)/g, (all, sep: string, name: string) => (isSecretParam(name) ? `${sep}${name}=${REDACTED}` : all));
-  }
-  return out;
+  return loose ? redactByPattern(out) : out;
 }
 
 /** The forms a secret can take in a text: as is, URL-encoded, and Base64 (standard and URL-safe, at any alignment). */

@@ -25,6 +25,14 @@ const CONN_CAPS_SIZE = 24;
 /** rpc_msg_hello_rsp: major, minor, patch, padding, conn_caps. */
 const HELLO_RSP_SIZE = 4 + CONN_CAPS_SIZE;
 
+const ENDPOINT = /^([A-Za-z0-9.\-_]+):(\d{1,5})$/;
+
+/** Whether `value` is an endpoint parseRpcEndpoint accepts (the settings file and the command line check with it). */
+export function isRpcEndpoint(value: unknown): boolean {
+  const match = typeof value === 'string' ? ENDPOINT.exec(value.trim()) : null;
+  return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535;
+}
+
 /**
  * Checks a `host:port` endpoint as llama.cpp parses it (host up to the first colon, a decimal port): no scheme,
  * no IPv6 literal, a port from 1 to 65535. Returns it trimmed.
@@ -32,7 +40,7 @@ const HELLO_RSP_SIZE = 4 + CONN_CAPS_SIZE;
 export function parseRpcEndpoint(value: unknown, name = 'rpcServers[i]'): { endpoint: string; host: string; port: number } {
   if (typeof value !== 'string') throw new LlamaError('ERR_INVALID_ARGUMENT', `${name} must be a "host:port" string`);
   const endpoint = value.trim();
-  const match = /^([A-Za-z0-9.\-_]+):(\d{1,5})$/.exec(endpoint);
+  const match = ENDPOINT.exec(endpoint);
   const port = match ? Number(match[2]) : NaN;
   if (!match || port < 1 || port > 65535) {
     throw new LlamaError('ERR_INVALID_ARGUMENT', `${name} must be "host:port" with a port from 1 to 65535, as llama.cpp's --rpc takes it (got ${JSON.stringify(value.slice(0, 100))})`);

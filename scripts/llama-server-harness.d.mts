@@ -36,6 +36,11 @@ export interface LlamaServer {
 export interface StartOptions {
   /** The llama-server binary. Default: build/tools/llama-server. */
   bin?: string;
+  /**
+   * Another server to start instead, as [executable, ...arguments]; it gets the same -m, --host and --port (not
+   * --no-webui) and must answer GET /health. The benchmark starts `tea-llama serve` with it.
+   */
+  command?: string[];
   /** How long to wait for /health. Default 120 s. */
   timeoutMs?: number;
   /** Called with the child's pid as soon as it is spawned (before /health answers). */

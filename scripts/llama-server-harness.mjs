@@ -49,17 +49,19 @@ async function check(res, path) {
 
 /**
  * Starts llama-server on 127.0.0.1 with `-m model`, a free port, --no-webui and `args`, and waits until /health
- * answers ok.
+ * answers ok. `command` starts another server with the same command line and health check instead (the benchmark
+ * runs `tea-llama serve` so: its own process, as llama-server is), without --no-webui.
  * @param {string} model
  * @param {string[]} [args]
  * @param {import('./llama-server-harness.d.mts').StartOptions} [options]
  * @returns {Promise<import('./llama-server-harness.d.mts').LlamaServer>}
  */
-export async function startLlamaServer(model, args = [], { bin = toolPath('llama-server'), timeoutMs = 120_000, onSpawn } = {}) {
+export async function startLlamaServer(model, args = [], { bin, command, timeoutMs = 120_000, onSpawn } = {}) {
   const port = await freePort();
-  const child = spawn(bin, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '--no-webui', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const [file, ...leading] = command ?? [bin ?? toolPath('llama-server')];
+  const own = ['-m', model, '--host', '127.0.0.1', '--port', String(port), ...(command ? [] : ['--no-webui'])];
+  const child = spawn(/** @type {string} */ (file), [...leading, ...own, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const name = command ? command.join(' ') : 'llama-server';
   live.add(child);
   child.once('exit', () => live.delete(child));
   if (child.pid !== undefined) onSpawn?.(child.pid);
@@ -85,8 +87,8 @@ export async function startLlamaServer(model, args = [], { bin = toolPath('llama
 
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (failed) throw new Error(`llama-server could not start: ${failed.message}`);
-    if (!running()) throw new Error(`llama-server exited with ${child.exitCode ?? child.signalCode}:\n${stderr}`);
+    if (failed) throw new Error(`${name} could not start: ${failed.message}`);
+    if (!running()) throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode}:\n${stderr}`);
     try {
       if ((await fetch(`${baseUrl}/health`)).ok) break;
     } catch {
@@ -94,7 +96,7 @@ export async function startLlamaServer(model, args = [], { bin = toolPath('llama
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`llama-server did not become healthy in ${timeoutMs / 1000} s:\n${stderr}`);
+      throw new Error(`${name} did not become healthy in ${timeoutMs / 1000} s:\n${stderr}`);
     }
     // Short: the benchmark counts the time to healthy as load time.
     await new Promise((r) => setTimeout(r, 20));

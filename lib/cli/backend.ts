@@ -11,6 +11,7 @@ import { createLlmBackend } from '../create-backend';
 import { LlamaError } from '../errors';
 import { silentLogger, type Logger } from '../logger';
 import { redactUrl } from '../redact';
+import { isRpcEndpoint } from '../rpc';
 import { intOption, progressEnabled, type MODEL_OPTIONS, type GLOBAL_OPTIONS, type Parsed } from './args';
 import { cliLogger, UsageError } from './output';
 import { loadProgress } from './progress';
@@ -67,7 +68,7 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
   }
   if (v.rpc !== undefined) {
     const servers = v.rpc.split(',').map((s) => s.trim());
-    if (!servers.every((s) => /^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(s))) throw new UsageError(`--rpc takes host:port servers separated by commas, not ${JSON.stringify(v.rpc)}`, command);
+    if (!servers.every(isRpcEndpoint)) throw new UsageError(`--rpc takes host:port servers separated by commas, not ${JSON.stringify(v.rpc)}`, command);
     explicit.rpcServers = servers;
   }
   return explicit;

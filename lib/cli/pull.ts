@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile, ty
 import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
+import { IdleTimer } from '../backends/http-client';
 import { LlamaError } from '../errors';
 import { readGguf } from '../gguf';
 import type { Logger } from '../logger';
@@ -385,13 +386,8 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
 
     for (;;) {
       if (options.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the download was stopped');
-      const idle = new AbortController();
+      const idle = new IdleTimer(idleTimeoutMs);
       const signal = options.signal ? AbortSignal.any([options.signal, idle.signal]) : idle.signal;
-      let timer = setTimeout(() => idle.abort(), idleTimeoutMs);
-      const touch = () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => idle.abort(), idleTimeoutMs);
-      };
       // A model file is never asked for compressed: an expanded answer could be any size (a gzip bomb).
       const headers: Record<string, string> = { 'user-agent': 'tea-llama', ...options.headers, 'accept-encoding': 'identity' };
       if (authorization && !headers.authorization) headers.authorization = authorization;
@@ -471,7 +467,7 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
         if (!response.body) throw new Retryable(`${shown(url)} sent no body`);
         try {
           for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-            touch();
+            idle.touch();
             if (have + chunk.length > end) throw new Overflow(have + chunk.length);
             await fh.write(chunk);
             hash!.update(chunk);
@@ -493,7 +489,7 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
             );
           }
           if (options.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the download was stopped');
-          const why = idle.signal.aborted ? `nothing received for ${idleTimeoutMs / 1000} s` : 'the connection was lost';
+          const why = idle.fired ? `nothing received for ${idleTimeoutMs / 1000} s` : 'the connection was lost';
           throw new Retryable(`${why} after ${formatBytes(have)}${total ? ` of ${formatBytes(total)}` : ''}`);
         }
         if (total !== undefined && have < total) throw new Retryable(`the connection closed after ${formatBytes(have)} of ${formatBytes(total)}`);
@@ -514,7 +510,7 @@ async function download(options: DownloadOptions): Promise<DownloadResult> {
         log?.warn(`${error.message}; resuming in ${(delay / 1000).toFixed(1)} s (attempt ${failures} of ${retries})`);
         await new Promise((done) => setTimeout(done, delay));
       } finally {
-        clearTimeout(timer);
+        idle.clear();
         await fh?.close();
       }
     }

@@ -1,6 +1,7 @@
 import { nearestKey } from '../engine/request';
 import { LlamaError } from '../errors';
 import { redactUrl } from '../redact';
+import { isRpcEndpoint } from '../rpc';
 import type { BackendKind } from '../backends/llm-backend';
 
 /** Explicit settings (camelCase). Every field is optional; see {@link SETTING_KEYS} for defaults. */
@@ -204,7 +205,7 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
     case 'endpoints': {
       const list = typeof value === 'string' ? value.split(',').map((v) => v.trim()) : value;
       if (!Array.isArray(list) || list.length === 0) return bad();
-      return list.every((v) => typeof v === 'string' && /^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(v)) ? list : bad();
+      return list.every(isRpcEndpoint) ? list : bad();
     }
     case 'urls': {
       if (typeof value === 'string') return httpUrl(value) ?? bad();

@@ -7,6 +7,7 @@ import { parseSettingsYaml } from '../config/settings';
 import { SettingsError, SETTING_KEYS, suggestKey } from '../config/schema';
 import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError } from '../errors';
+import { optionalInt } from '../validate';
 import { checkActionParams, checkParamValue, isLlmAction, LLM_ACTION_NAMES, LLM_ACTIONS, META_KEY, type LlmActionName } from './actions';
 import { checkScript, WorkflowScriptError } from './script';
 import { DEFAULT_MAX_YAML_ALIASES, yamlToData } from '../yaml-data';
@@ -44,14 +45,10 @@ export interface WorkflowLimits {
 }
 
 function checkLimits(options: WorkflowLimits, where: string): { maxBytes: number; maxAliasCount: number } {
-  const int = (value: unknown, name: string, fallback: number) => {
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-      throw new LlamaError('ERR_INVALID_ARGUMENT', `${where}: ${name} must be a whole number ≥ 1 (got ${String(value)})`);
-    }
-    return value;
+  return {
+    maxBytes: optionalInt(options.maxBytes, `${where}: maxBytes`, 1, Number.MAX_SAFE_INTEGER) ?? DEFAULT_MAX_WORKFLOW_BYTES,
+    maxAliasCount: optionalInt(options.maxAliasCount, `${where}: maxAliasCount`, 1, Number.MAX_SAFE_INTEGER) ?? DEFAULT_MAX_YAML_ALIASES,
   };
-  return { maxBytes: int(options.maxBytes, 'maxBytes', DEFAULT_MAX_WORKFLOW_BYTES), maxAliasCount: int(options.maxAliasCount, 'maxAliasCount', DEFAULT_MAX_YAML_ALIASES) };
 }
 
 export interface StateField {
