@@ -99,6 +99,16 @@ function httpError(error: unknown, param: string | null): HttpError {
   }
 }
 
+/** What a request that the server's shutdown ended answers (503, or a stream's last event). */
+function shutdownError(): HttpError {
+  return httpError(new LlamaError('ERR_DISPOSED', 'shutdown'), null);
+}
+
+/** A request's path without its query and trailing slashes: what routes and metrics go by. */
+function routePath(url: string | undefined): string {
+  return new URL(url ?? '/', 'http://host').pathname.replace(/\/+$/, '') || '/';
+}
+
 function errorBody(e: HttpError): string {
   return JSON.stringify({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
 }
@@ -330,7 +340,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
         const result = await (input.kind === 'prompt' ? backend.call({ prompt: input.prompt, ...options }) : backend.chat(input.messages, options));
         metrics.finish(route === 'chat' ? '/v1/chat/completions' : '/v1/completions', result.finishReason, result.promptTokens, result.completionTokens);
         if (result.finishReason === 'abort') {
-          if (entry.stopped) throw httpError(new LlamaError('ERR_DISPOSED', 'shutdown'), null);
+          if (entry.stopped) throw shutdownError();
           return; // the client left
         }
         const choice =
@@ -399,8 +409,8 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     if (res.destroyed) return;
     if (result.finishReason === 'abort') {
       if (!entry.stopped) return;
-      if (!res.headersSent) throw httpError(new LlamaError('ERR_DISPOSED', 'shutdown'), null);
-      res.end(`data: ${errorBody(httpError(new LlamaError('ERR_DISPOSED', 'shutdown'), null))}\n\ndata: [DONE]\n\n`);
+      if (!res.headersSent) throw shutdownError();
+      res.end(`data: ${errorBody(shutdownError())}\n\ndata: [DONE]\n\n`);
       return;
     }
     start();
@@ -441,8 +451,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     send(res, status.ok && !draining ? 200 : 503, JSON.stringify({ status: draining ? 'shutting down' : status.ok ? 'ok' : 'error', model: modelName, detail: status.detail }));
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://host').pathname.replace(/\/+$/, '') || '/';
+  async function handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     if (cors) {
       res.setHeader('access-control-allow-origin', cors);
       res.setHeader('vary', 'Origin');
@@ -490,10 +499,15 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
 
   const server = createHttpServer((req, res) => {
     const started = performance.now();
-    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '');
+    let path: string;
+    try {
+      path = routePath(req.url);
+    } catch {
+      path = String(req.url).slice(0, 200); // not a URL the parser takes: no route matches it (404)
+    }
     const endpoint = Object.hasOwn(ROUTES, path) ? path : path.startsWith('/v1/models/') ? '/v1/models/{id}' : 'other';
     res.on('close', () => metrics.request(endpoint, res.headersSent ? res.statusCode : 499, (performance.now() - started) / 1000));
-    handle(req, res).catch((error: unknown) => {
+    handle(req, res, path).catch((error: unknown) => {
       const e = httpError(error, null);
       if (e.status >= 500) logger.warn(`${req.method} ${path}: ${e.status} ${e.message}`);
       if (res.headersSent) res.destroy();
