@@ -63,8 +63,11 @@ describe.runIf(existsSync(STARCODER_VOCAB))('infill on a synthetic model with th
     expect(v.fimPre).toBe(id('<fim_prefix>'));
     expect(v.fimSuf).toBe(id('<fim_suffix>'));
     expect(v.fimMid).toBe(id('<fim_middle>'));
-    expect(v.fimRep).toBe(id('<repo_name>'));
-    expect(v.fimSep).toBe(id('<file_sep>'));
+    // llama.cpp knows StarCoder's <repo_name> and <file_sep> under other spellings only (<|repo_name|>, <|file_sep|>):
+    // without them the extra files go in as "--- snippet ---" chunks, as llama-server puts them.
+    expect(id('<repo_name>')).toBeGreaterThan(0);
+    expect(v.fimRep).toBeNull();
+    expect(v.fimSep).toBeNull();
   });
 
   it.each(CASES)('greedy text and prompt size equal llama-server /infill: $name', async ({ input }) => {
