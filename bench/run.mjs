@@ -29,6 +29,7 @@ import { renderChart } from './chart.mjs';
 import { CONTENDER_IDS, CONTENDERS, contenderOf, runSession, SERVING_IDS } from './contenders.mjs';
 import { ensureNodeLlamaCpp, NLC_VERSION } from './nlc.mjs';
 import { makePrompt, makeTexts } from './prompts.mjs';
+import { rerankScenario } from './rerank.mjs';
 import { hasMain, renderMarkdown } from './report.mjs';
 import { now, summarize } from './stats.mjs';
 
@@ -65,7 +66,8 @@ const JSON_SCHEMA = {
   },
   required: ['title', 'entries'],
 };
-const SCENARIOS = ['main', 'serving'];
+// rerank: rerank.mjs, one query against 64 documents, tea-llama against llama-server --reranking.
+const SCENARIOS = ['main', 'serving', 'rerank'];
 // Serving: each client's prompt has this many tokens, and gets this many KV cells of context.
 const SERVING_PROMPT = 16;
 const SERVING_CTX_PER_CLIENT = 128;
@@ -184,7 +186,7 @@ function parseArgs(argv) {
   if (!Number.isInteger(config.embed) || config.embed < 0) throw new Error('--embed must be 0 or a positive integer');
   for (const t of config.tests) if (!TESTS.includes(t)) throw new Error(`unknown test ${t} (known: ${TESTS.join(', ')})`);
   for (const sc of config.scenarios) if (!SCENARIOS.includes(sc)) throw new Error(`unknown scenario ${sc} (known: ${SCENARIOS.join(', ')})`);
-  if (config.scenarios.length === 0) throw new Error('--scenarios needs at least one of main, serving');
+  if (config.scenarios.length === 0) throw new Error(`--scenarios needs at least one of ${SCENARIOS.join(', ')}`);
   config.clients.forEach((n) => positive(n, '--clients'));
   positive(config.servingTokens, '--serving-tokens');
   if (SERVING_PROMPT + config.servingTokens + 8 > SERVING_CTX_PER_CLIENT) throw new Error(`--serving-tokens must be at most ${SERVING_CTX_PER_CLIENT - SERVING_PROMPT - 8}`);
@@ -245,7 +247,8 @@ async function resolveModels(config) {
       return { name: basename(file).replace(/\.gguf$/i, ''), file, serving: true };
     });
   }
-  // The serving scenario alone needs only its own models.
+  // The serving scenario alone needs only its own models; the rerank scenario makes its own.
+  if (!config.scenarios.includes('main') && !config.scenarios.includes('serving')) return [];
   const set = (config.quick ? QUICK_MODELS : DEFAULT_MODELS).filter((m) => config.scenarios.includes('main') || m.serving);
   const out = [];
   for (const m of set) {
@@ -471,6 +474,15 @@ async function main() {
     notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model}${s.scenario ? ' serving' : ''} ${s.threads} thr ${contenderOf(s).short}`).join('; ')}.`);
   }
 
+  let rerank;
+  if (config.scenarios.includes('rerank') && !interrupt.signal.aborted) {
+    try {
+      rerank = await rerankScenario({ threads: Math.max(...config.threads), runs: config.runs, log: (line) => status(line) });
+    } catch (error) {
+      notes.push(`rerank scenario failed: ${error.message.split('\n')[0]}`);
+    }
+  }
+
   const uptimeAfter = uptimeLine();
   const loadAfter = loadavg();
   const wallMs = now() - started;
@@ -510,6 +522,7 @@ async function main() {
           summary: aggregateServing(sessions.filter((s) => s.scenario === 'serving')),
         }
       : undefined,
+    rerank,
   };
 
   const dir = join(here, 'results');

@@ -212,8 +212,14 @@ export async function writeSyntheticF16({ preset, vocab, seed = DEFAULT_SEED, ou
 
 // ---- reranker (BERT with a classifier head) ----------------------------------------------------
 
-/** The reranker's shape: bge-reranker's layout at a toy size, one classifier output (the relevance score). */
-export const RERANKER = Object.freeze({ n_embd: 64, n_layer: 2, n_head: 4, n_ff: 128, n_ctx: 512, n_cls_out: 1 });
+/**
+ * Reranker shapes: bge-reranker's layout at a toy size (tests), and at MiniLM-L6's size (the shape of the common
+ * ms-marco-MiniLM-L-6 cross-encoder, ~23M parameters: the benchmark), one classifier output (the relevance score).
+ */
+export const RERANKERS = Object.freeze({
+  toy: { n_embd: 64, n_layer: 2, n_head: 4, n_ff: 128, n_ctx: 512, n_cls_out: 1 },
+  minilm: { n_embd: 384, n_layer: 6, n_head: 12, n_ff: 1536, n_ctx: 512, n_cls_out: 1 },
+});
 // The classifier head gets larger weights than the body, so that scores differ visibly between documents.
 const CLASSIFIER_STD = 0.1;
 
@@ -260,7 +266,7 @@ export function rerankerTensorShapes(hp, nVocab, nTokenTypes) {
  * `vocab` (a BERT vocabulary such as ggml-vocab-bert-bge.gguf). `rerankTemplate`, when given, is stored as the
  * model's `tokenizer.chat_template.rerank` (with {query} and {document} placeholders).
  */
-export async function writeSyntheticReranker({ vocab, seed = DEFAULT_SEED, out, rerankTemplate }) {
+export async function writeSyntheticReranker({ vocab, seed = DEFAULT_SEED, out, rerankTemplate, shape = 'toy' }) {
   const gguf = loadGguf();
   const { GgufValueType: T } = gguf;
   const src = await gguf.readGguf(vocab, { maxArrayLength: Infinity });
@@ -268,7 +274,8 @@ export async function writeSyntheticReranker({ vocab, seed = DEFAULT_SEED, out, 
   const tokens = src.metadata['tokenizer.ggml.tokens'];
   if (!Array.isArray(tokens) || tokens.length === 0) throw new Error(`${vocab} has no tokenizer.ggml.tokens array`);
   const nTokenTypes = Number(src.metadata['tokenizer.ggml.token_type_count'] ?? 2);
-  const hp = RERANKER;
+  const hp = RERANKERS[shape];
+  if (!hp) throw new Error(`unknown reranker shape '${shape}' (known: ${Object.keys(RERANKERS).join(', ')})`);
   const metadata = [
     { key: 'general.architecture', type: T.STRING, value: 'bert' },
     { key: 'general.name', type: T.STRING, value: 'tea-synthetic-reranker' },
@@ -299,16 +306,16 @@ export async function writeSyntheticReranker({ vocab, seed = DEFAULT_SEED, out, 
  * Ensures the synthetic reranker exists in `cacheDir` (made once, reused) and returns its path. `template`: with the
  * rerank template "[query] {query} [document] {document}" (llama-server's other prompt layout).
  */
-export async function ensureSyntheticReranker({ vocab, cacheDir = join(root, '.cache', 'models'), seed = DEFAULT_SEED, template = false } = {}) {
+export async function ensureSyntheticReranker({ vocab, cacheDir = join(root, '.cache', 'models'), seed = DEFAULT_SEED, template = false, shape = 'toy' } = {}) {
   vocab = resolve(vocab);
   if (!existsSync(vocab)) throw new Error(`vocab file not found: ${vocab}`);
   await fsp.mkdir(cacheDir, { recursive: true });
   const gguf = loadGguf();
-  const out = join(resolve(cacheDir), `synthetic-reranker${template ? '-template' : ''}-s${seed}-F32.gguf`);
+  const out = join(resolve(cacheDir), `synthetic-reranker${shape === 'toy' ? '' : `-${shape}`}${template ? '-template' : ''}-s${seed}-F32.gguf`);
   if (existsSync(out) && (await isValidGguf(gguf, out))) return out;
   const partial = tmpName(out);
   try {
-    await writeSyntheticReranker({ vocab, seed, out: partial, rerankTemplate: template ? '[CLS] query: {query} [SEP] document: {document} [SEP]' : undefined });
+    await writeSyntheticReranker({ vocab, seed, out: partial, shape, rerankTemplate: template ? '[CLS] query: {query} [SEP] document: {document} [SEP]' : undefined });
     await fsp.rename(partial, out);
   } finally {
     await fsp.rm(partial, { force: true });

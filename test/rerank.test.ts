@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, LlamaError, type LlamaModel } from '../lib';
+import { ApiLlmBackend, loadModel, LlamaError, LocalLlmBackend, MockLlmBackend, type LlamaModel } from '../lib';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, STORIES } from './support/models';
 import { BERT_VOCAB, syntheticReranker } from './support/synthetic';
@@ -96,6 +96,39 @@ describe.runIf(haveModel(BERT_VOCAB))('rerank on a synthetic BERT reranker', () 
       expect(unit[i]!.score).toBeLessThan(1);
       expect(Math.abs(unit[i]!.score - 1 / (1 + Math.exp(-raw[i]!.score)))).toBeLessThan(1e-6);
     }
+  });
+
+  it('LlmBackend.rerank: the local backend and the API backend (llama-server /v1/rerank) give the model\'s answer', async () => {
+    const path = await syntheticReranker();
+    const local = new LocalLlmBackend({ modelPath: path, threads: 2, contextSize: 512 });
+    const api = new ApiLlmBackend({ baseUrl: servers.plain!.baseUrl, maxRetries: 0 });
+    try {
+      const direct = await models.plain!.rerank(QUERY, DOCUMENTS, { topN: 5, normalize: true });
+      for (const backend of [local, api]) {
+        const ours = await backend.rerank(QUERY, DOCUMENTS, { topN: 5, normalize: true });
+        expect(ours.map((r) => r.index)).toEqual(direct.map((r) => r.index));
+        ours.forEach((r, i) => {
+          expect(Math.abs(r.score - direct[i]!.score)).toBeLessThan(1e-4);
+          expect(r.document).toBe(direct[i]!.document);
+        });
+        expect(await backend.rerank(QUERY, [])).toEqual([]);
+        await expect(backend.rerank(QUERY, DOCUMENTS, { topn: 1 } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+      }
+      // A server without --reranking answers with an error status: a typed API error.
+      const plain = await startLlamaServer(path, ['-c', '512']);
+      try {
+        await expect(new ApiLlmBackend({ baseUrl: plain.baseUrl, maxRetries: 0 }).rerank(QUERY, DOCUMENTS)).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_API_/) });
+      } finally {
+        await plain.stop();
+      }
+    } finally {
+      await local.dispose();
+      await api.dispose();
+    }
+    // The mock backend: the share of the query's words in each document.
+    const mock = new MockLlmBackend();
+    const ranked = await mock.rerank('red ball', ['a blue car', 'the red ball', 'a red car']);
+    expect(ranked.map((r) => [r.index, r.score])).toEqual([[1, 1], [2, 0.5], [0, 0]]);
   });
 
   it('rejects bad arguments with typed errors and survives them', async () => {
