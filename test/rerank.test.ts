@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ApiLlmBackend, loadModel, LlamaError, LocalLlmBackend, MockLlmBackend, type LlamaModel } from '../lib';
+import type { AddressInfo } from 'node:net';
+
+import { ApiLlmBackend, createServer, loadModel, LlamaError, LocalLlmBackend, MockLlmBackend, silentLogger, type LlamaModel } from '../lib';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, STORIES } from './support/models';
 import { BERT_VOCAB, syntheticReranker } from './support/synthetic';
@@ -129,6 +131,31 @@ describe.runIf(haveModel(BERT_VOCAB))('rerank on a synthetic BERT reranker', () 
     const mock = new MockLlmBackend();
     const ranked = await mock.rerank('red ball', ['a blue car', 'the red ball', 'a red car']);
     expect(ranked.map((r) => [r.index, r.score])).toEqual([[1, 1], [2, 0.5], [0, 0]]);
+  });
+
+  it('tea-llama serve answers /v1/rerank as llama-server does', async () => {
+    const backend = new LocalLlmBackend({ modelPath: await syntheticReranker(), threads: 2, contextSize: 512 });
+    const server = createServer(backend, { logger: silentLogger });
+    try {
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const post = (body: unknown) => fetch(`${url}/v1/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const ours = (await (await post({ query: QUERY, documents: DOCUMENTS, top_n: 4 })).json()) as { results: ServerRank[] };
+      const theirs = await reference('plain', QUERY, DOCUMENTS, 4);
+      expect(ours.results.map((r) => r.index)).toEqual(theirs.map((r) => r.index));
+      ours.results.forEach((r, i) => expect(Math.abs(r.relevance_score - theirs[i]!.relevance_score)).toBeLessThan(1e-4));
+      // Through the API backend, as against llama-server.
+      const api = new ApiLlmBackend({ baseUrl: url, maxRetries: 0 });
+      expect((await api.rerank(QUERY, DOCUMENTS)).map((r) => r.index)).toEqual((await reference('plain', QUERY, DOCUMENTS)).map((r) => r.index));
+      await api.dispose();
+      expect((await post({ query: QUERY, documents: [] })).status).toBe(400);
+      expect((await post({ query: QUERY, documents: DOCUMENTS, top_n: -1 })).status).toBe(400);
+      expect((await post({ query: QUERY, documents: DOCUMENTS, topN: 1 })).status).toBe(400);
+      expect((await post({ query: 7, documents: DOCUMENTS })).status).toBe(400);
+    } finally {
+      await server.shutdown();
+      await backend.dispose();
+    }
   });
 
   it('rejects bad arguments with typed errors and survives them', async () => {
