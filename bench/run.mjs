@@ -4,9 +4,10 @@
 // llama-server, all built from or pinned to the same llama.cpp release, with the same threads, context and
 // batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
 // rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
-// Two scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
+// Three scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
 // `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama in-process and
-// tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
+// tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs. Third, `rerank`
+// (rerank.mjs): one query against 64 documents, tea-llama rerank() against llama-server --reranking /v1/rerank.
 //
 //   npm run bench                           full run, both scenarios (about 36 minutes on 2 cores)
 //   npm run bench -- --quick                a quick development run (about a minute and a half)
@@ -77,8 +78,9 @@ const SERVING_EMBED_CTX = 1024;
 const HELP = `usage: npm run bench -- [options]
 
   --quick              development run: stories260K and 130m Q4_K_M, 1 run, short tests
-  --scenarios LIST     any of ${SCENARIOS.join(',')} (default both): main = one request at a time (pp, tg, TTFT, streaming,
-                       embeddings, load, memory), serving = concurrent clients (below)
+  --scenarios LIST     any of ${SCENARIOS.join(',')} (default all): main = one request at a time (pp, tg, TTFT, streaming,
+                       embeddings, load, memory), serving = concurrent clients (below), rerank = one query against
+                       64 documents, tea-llama rerank() against llama-server --reranking (bench/rerank.mjs)
   --model FILE         benchmark this GGUF instead of the default set (repeatable)
   --threads LIST       thread counts, e.g. 1,2 (default 1,2; --quick: 2)
   --runs N             repetitions of every session (default 3; --quick: 1)
