@@ -1,4 +1,5 @@
 // The markdown report: medians with spreads, ratios to llama-bench, and the targets checked.
+import { renderRerank } from './rerank.mjs';
 import { CONTENDER_IDS, CONTENDERS, contenderOf, SERVING_CONTENDERS } from './contenders.mjs';
 
 export function fmt(x, digits) {
@@ -269,6 +270,7 @@ export function renderMarkdown(results, { chart, json } = {}) {
     lines.push('');
   }
   if (results.serving) lines.push(renderServing(results));
+  if (results.rerank) lines.push(renderRerank(results.rerank));
   const failed = results.sessions.filter((s) => s.error);
   if (failed.length) {
     lines.push('## Failed sessions', '');

@@ -4,9 +4,10 @@
 // llama-server, all built from or pinned to the same llama.cpp release, with the same threads, context and
 // batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
 // rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
-// Two scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
+// Three scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
 // `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama in-process and
-// tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs.
+// tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs. Third, `rerank`
+// (rerank.mjs): one query against 64 documents, tea-llama rerank() against llama-server --reranking /v1/rerank.
 //
 //   npm run bench                           full run, both scenarios (about 36 minutes on 2 cores)
 //   npm run bench -- --quick                a quick development run (about a minute and a half)
@@ -29,6 +30,7 @@ import { renderChart } from './chart.mjs';
 import { CONTENDER_IDS, CONTENDERS, contenderOf, runSession, SERVING_IDS } from './contenders.mjs';
 import { ensureNodeLlamaCpp, NLC_VERSION } from './nlc.mjs';
 import { makePrompt, makeTexts } from './prompts.mjs';
+import { rerankScenario } from './rerank.mjs';
 import { hasMain, renderMarkdown } from './report.mjs';
 import { now, summarize } from './stats.mjs';
 
@@ -65,7 +67,8 @@ const JSON_SCHEMA = {
   },
   required: ['title', 'entries'],
 };
-const SCENARIOS = ['main', 'serving'];
+// rerank: rerank.mjs, one query against 64 documents, tea-llama against llama-server --reranking.
+const SCENARIOS = ['main', 'serving', 'rerank'];
 // Serving: each client's prompt has this many tokens, and gets this many KV cells of context.
 const SERVING_PROMPT = 16;
 const SERVING_CTX_PER_CLIENT = 128;
@@ -75,8 +78,9 @@ const SERVING_EMBED_CTX = 1024;
 const HELP = `usage: npm run bench -- [options]
 
   --quick              development run: stories260K and 130m Q4_K_M, 1 run, short tests
-  --scenarios LIST     any of ${SCENARIOS.join(',')} (default both): main = one request at a time (pp, tg, TTFT, streaming,
-                       embeddings, load, memory), serving = concurrent clients (below)
+  --scenarios LIST     any of ${SCENARIOS.join(',')} (default all): main = one request at a time (pp, tg, TTFT, streaming,
+                       embeddings, load, memory), serving = concurrent clients (below), rerank = one query against
+                       64 documents, tea-llama rerank() against llama-server --reranking (bench/rerank.mjs)
   --model FILE         benchmark this GGUF instead of the default set (repeatable)
   --threads LIST       thread counts, e.g. 1,2 (default 1,2; --quick: 2)
   --runs N             repetitions of every session (default 3; --quick: 1)
@@ -184,7 +188,7 @@ function parseArgs(argv) {
   if (!Number.isInteger(config.embed) || config.embed < 0) throw new Error('--embed must be 0 or a positive integer');
   for (const t of config.tests) if (!TESTS.includes(t)) throw new Error(`unknown test ${t} (known: ${TESTS.join(', ')})`);
   for (const sc of config.scenarios) if (!SCENARIOS.includes(sc)) throw new Error(`unknown scenario ${sc} (known: ${SCENARIOS.join(', ')})`);
-  if (config.scenarios.length === 0) throw new Error('--scenarios needs at least one of main, serving');
+  if (config.scenarios.length === 0) throw new Error(`--scenarios needs at least one of ${SCENARIOS.join(', ')}`);
   config.clients.forEach((n) => positive(n, '--clients'));
   positive(config.servingTokens, '--serving-tokens');
   if (SERVING_PROMPT + config.servingTokens + 8 > SERVING_CTX_PER_CLIENT) throw new Error(`--serving-tokens must be at most ${SERVING_CTX_PER_CLIENT - SERVING_PROMPT - 8}`);
@@ -245,7 +249,8 @@ async function resolveModels(config) {
       return { name: basename(file).replace(/\.gguf$/i, ''), file, serving: true };
     });
   }
-  // The serving scenario alone needs only its own models.
+  // The serving scenario alone needs only its own models; the rerank scenario makes its own.
+  if (!config.scenarios.includes('main') && !config.scenarios.includes('serving')) return [];
   const set = (config.quick ? QUICK_MODELS : DEFAULT_MODELS).filter((m) => config.scenarios.includes('main') || m.serving);
   const out = [];
   for (const m of set) {
@@ -471,6 +476,15 @@ async function main() {
     notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model}${s.scenario ? ' serving' : ''} ${s.threads} thr ${contenderOf(s).short}`).join('; ')}.`);
   }
 
+  let rerank;
+  if (config.scenarios.includes('rerank') && !interrupt.signal.aborted) {
+    try {
+      rerank = await rerankScenario({ threads: Math.max(...config.threads), runs: config.runs, log: (line) => status(line) });
+    } catch (error) {
+      notes.push(`rerank scenario failed: ${error.message.split('\n')[0]}`);
+    }
+  }
+
   const uptimeAfter = uptimeLine();
   const loadAfter = loadavg();
   const wallMs = now() - started;
@@ -510,6 +524,7 @@ async function main() {
           summary: aggregateServing(sessions.filter((s) => s.scenario === 'serving')),
         }
       : undefined,
+    rerank,
   };
 
   const dir = join(here, 'results');

@@ -7,6 +7,7 @@ export { checkRpcServer, listRpcDevices, type RpcDevice, type RpcServerInfo } fr
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
+export type { InfillInput, RerankOptions, RerankResult, TokenPiece, TokenizerType, VocabularyInfo } from './engine/text-tasks';
 export { GENERATION_DEFAULTS } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';

@@ -19,9 +19,22 @@ import {
   type ParsedOf,
   type ResolvedStructured,
 } from './engine/structured';
+import {
+  checkFim,
+  rankResults,
+  resolveInfill,
+  resolveRerank,
+  tokenPiece,
+  vocabularyInfo,
+  type InfillInput,
+  type RerankOptions,
+  type RerankResult,
+  type TokenPiece,
+  type VocabularyInfo,
+} from './engine/text-tasks';
 import { LlamaError, toLlamaError } from './errors';
 import { readGguf } from './gguf';
-import type { NativeAbortFlag, NativeChatParse, NativeGenerateOptions, NativeGrammarOptions, NativeModel } from './native/binding-types';
+import type { NativeAbortFlag, NativeChatParse, NativeGenerateOptions, NativeGrammarOptions, NativeInfill, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { checkHyperparameters, checkTensors } from './preflight';
 import { DEFAULT_RPC_CONNECT_TIMEOUT_MS, holdRpcServers, parseRpcEndpoint, preflightRpcServers } from './rpc';
@@ -56,7 +69,7 @@ import {
   requireString,
 } from './validate';
 
-const POOLING: Record<Pooling, number> = { mean: 1, cls: 2, last: 3 };
+const POOLING: Record<Pooling, number> = { mean: 1, cls: 2, last: 3, rank: 4 };
 const DEFAULT_MAX_CONTEXT = 4096;
 const MAX_UINT32 = 4294967295;
 
@@ -69,6 +82,10 @@ interface ResolvedLoadOptions {
   seed: number | undefined;
   sequences: number;
   maxQueued: number;
+  /** LoadModelOptions.pooling as llama_pooling_type, when given. */
+  pooling: number | undefined;
+  /** The file has a classifier head (the tensors rank pooling needs). */
+  hasClassifier: boolean;
   /** Releases the RPC servers the model holds (see lib/rpc.ts), after the native model is freed. */
   releaseRpc?: () => void;
 }
@@ -79,7 +96,21 @@ const EMBEDDING_SEQUENCES = 64;
 const LOAD_KEYS = [
   'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
   'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs', 'rpcTimeoutMs',
+  'pooling',
 ] as const;
+
+/**
+ * Tensors of a classifier head (llama.cpp's LLM_TENSOR_CLS / CLS_OUT): without one, llama.cpp aborts the process
+ * when a rank-pooling context decodes, so rank pooling is refused before that.
+ */
+const CLASSIFIER_TENSORS = new Set(['cls.weight', 'cls.output.weight']);
+
+function checkPooling(value: unknown, name: string): Pooling | undefined {
+  if (value !== undefined && !(typeof value === 'string' && Object.hasOwn(POOLING, value))) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `${name} must be one of ${Object.keys(POOLING).join(', ')}`);
+  }
+  return value as Pooling | undefined;
+}
 
 /** llama.cpp's GGML_RPC_MAX_SERVERS. */
 const MAX_RPC_SERVERS = 16;
@@ -185,6 +216,23 @@ function resolveTemplateCall(messages: unknown, options: unknown, what: string):
  */
 export const SYNC_TOKENIZE_MAX_CHARS = 65536;
 export const SYNC_DETOKENIZE_MAX_TOKENS = 65536;
+
+const TOKENIZE_KEYS = ['special', 'addSpecial', 'parseSpecial'] as const;
+const DETOKENIZE_KEYS = ['special', 'removeSpecial', 'unparseSpecial'] as const;
+
+/** `special` is the default of both flags (the older option, kept for its callers). */
+function tokenizeFlags(opts: Record<string, unknown>): { addSpecial: boolean; parseSpecial: boolean } {
+  const special = optionalBool(opts.special, 'special') ?? true;
+  return { addSpecial: optionalBool(opts.addSpecial, 'addSpecial') ?? special, parseSpecial: optionalBool(opts.parseSpecial, 'parseSpecial') ?? special };
+}
+
+function detokenizeFlags(opts: Record<string, unknown>): { removeSpecial: boolean; unparseSpecial: boolean } {
+  const special = optionalBool(opts.special, 'special') ?? false;
+  return {
+    removeSpecial: optionalBool(opts.removeSpecial, 'removeSpecial') ?? !special,
+    unparseSpecial: optionalBool(opts.unparseSpecial, 'unparseSpecial') ?? special,
+  };
+}
 
 function checkTokens(tokens: unknown): Int32Array | number[] {
   if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
@@ -295,6 +343,7 @@ export class LlamaModel implements AsyncDisposable {
   #generation: Promise<Engine> | undefined;
   readonly #embedding = new Map<number, Promise<Engine>>();
   #disposing: Promise<void> | undefined;
+  #vocabulary: VocabularyInfo | undefined;
 
   /** @internal Use loadModel(). */
   constructor(native: NativeModel, info: ModelInfo, options: ResolvedLoadOptions) {
@@ -340,13 +389,13 @@ export class LlamaModel implements AsyncDisposable {
   tokenize(text: string, options: TokenizeOptions = {}): Int32Array {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
-    rejectUnknownKeys(opts, ['special'], 'tokenize() options');
-    const special = optionalBool(opts.special, 'special') ?? true;
+    rejectUnknownKeys(opts, TOKENIZE_KEYS, 'tokenize() options');
+    const { addSpecial, parseSpecial } = tokenizeFlags(opts);
     requireString(text, 'text');
     if (text.length > SYNC_TOKENIZE_MAX_CHARS) {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `text has ${text.length} characters, more than tokenize() takes on the main thread (${SYNC_TOKENIZE_MAX_CHARS}): use tokenizeAsync()`);
     }
-    return this.#call(() => this.#native.tokenize(text, special, special));
+    return this.#call(() => this.#native.tokenize(text, addSpecial, parseSpecial));
   }
 
   /**
@@ -356,11 +405,11 @@ export class LlamaModel implements AsyncDisposable {
   async tokenizeAsync(text: string, options: TokenizeAsyncOptions = {}): Promise<Int32Array> {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
-    rejectUnknownKeys(opts, ['special', 'signal'], 'tokenizeAsync() options');
-    const special = optionalBool(opts.special, 'special') ?? true;
+    rejectUnknownKeys(opts, [...TOKENIZE_KEYS, 'signal'], 'tokenizeAsync() options');
+    const { addSpecial, parseSpecial } = tokenizeFlags(opts);
     const signal = optionalSignal(opts.signal);
     requireString(text, 'text');
-    return this.#offThread('tokenization', signal, (flag) => this.#native.tokenizeAsync(text, special, special, flag));
+    return this.#offThread('tokenization', signal, (flag) => this.#native.tokenizeAsync(text, addSpecial, parseSpecial, flag));
   }
 
   /**
@@ -370,24 +419,51 @@ export class LlamaModel implements AsyncDisposable {
   detokenize(tokens: ArrayLike<number>, options: DetokenizeOptions = {}): string {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
-    rejectUnknownKeys(opts, ['special'], 'detokenize() options');
-    const special = optionalBool(opts.special, 'special') ?? false;
+    rejectUnknownKeys(opts, DETOKENIZE_KEYS, 'detokenize() options');
+    const { removeSpecial, unparseSpecial } = detokenizeFlags(opts);
     const list = checkTokens(tokens);
     if (list.length > SYNC_DETOKENIZE_MAX_TOKENS) {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `${list.length} tokens are more than detokenize() takes on the main thread (${SYNC_DETOKENIZE_MAX_TOKENS}): use detokenizeAsync()`);
     }
-    return this.#call(() => this.#native.detokenize(list, special));
+    return this.#call(() => this.#native.detokenize(list, removeSpecial, unparseSpecial));
   }
 
   /** As {@link LlamaModel.detokenize}, of any length, off the main thread; `signal` rejects it with ERR_ABORTED. */
   async detokenizeAsync(tokens: ArrayLike<number>, options: DetokenizeAsyncOptions = {}): Promise<string> {
     this.#checkOpen();
     const opts = requireObject(options, 'options');
-    rejectUnknownKeys(opts, ['special', 'signal'], 'detokenizeAsync() options');
-    const special = optionalBool(opts.special, 'special') ?? false;
+    rejectUnknownKeys(opts, [...DETOKENIZE_KEYS, 'signal'], 'detokenizeAsync() options');
+    const { removeSpecial, unparseSpecial } = detokenizeFlags(opts);
     const signal = optionalSignal(opts.signal);
     const list = checkTokens(tokens);
-    return this.#offThread('detokenization', signal, (flag) => this.#native.detokenizeAsync(list, special, flag));
+    return this.#offThread('detokenization', signal, (flag) => this.#native.detokenizeAsync(list, removeSpecial, unparseSpecial, flag));
+  }
+
+  /**
+   * Each token with its piece of text, special tokens rendered (as llama-server's `/tokenize` with `with_pieces`).
+   * On the calling thread, at most {@link SYNC_DETOKENIZE_MAX_TOKENS} tokens.
+   */
+  tokenPieces(tokens: ArrayLike<number>): TokenPiece[] {
+    this.#checkOpen();
+    const list = checkTokens(tokens);
+    if (list.length > SYNC_DETOKENIZE_MAX_TOKENS) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `${list.length} tokens are more than tokenPieces() takes (${SYNC_DETOKENIZE_MAX_TOKENS})`);
+    }
+    const pieces = this.#call(() => this.#native.tokenPieces(list));
+    return pieces.map((bytes, i) => tokenPiece(list[i]!, bytes));
+  }
+
+  /** One token's piece of text (special tokens rendered): `tokenPieces([token])[0]`. */
+  tokenToPiece(token: number): TokenPiece {
+    if (!Number.isInteger(token)) throw new LlamaError('ERR_INVALID_ARGUMENT', `token must be an integer token id (got ${String(token)})`);
+    return this.tokenPieces([token])[0]!;
+  }
+
+  /** The vocabulary's special tokens (BOS, EOS, EOT, SEP, FIM, ...) and what tokenizing adds. */
+  get vocabulary(): VocabularyInfo {
+    this.#checkOpen();
+    this.#vocabulary ??= vocabularyInfo(this.#call(() => this.#native.vocabulary()));
+    return this.#vocabulary;
   }
 
   /**
@@ -492,7 +568,23 @@ export class LlamaModel implements AsyncDisposable {
     return this.#generate(prompt, request, plainGrammar(request.structured), undefined);
   }
 
-  async #generate(prompt: string, request: ResolvedGeneration, grammar: NativeGrammarOptions, layer: ChatLayer | undefined): Promise<GenerationResult> {
+  /**
+   * Fills in the middle between `input.prefix` and `input.suffix` with the model's FIM tokens, the prompt laid out
+   * as llama-server's `/infill` lays it out (`extra` files first, the prefix's end and the suffix's start within one
+   * batch). Takes complete()'s options. A model without FIM tokens is ERR_MODEL_UNSUPPORTED.
+   */
+  infill<const O extends CompletionOptions = CompletionOptions>(input: InfillInput, options?: O): Promise<Typed<O>>;
+  async infill(input: InfillInput, options: CompletionOptions = {}): Promise<GenerationResult> {
+    this.#checkOpen();
+    const parts = resolveInfill(input);
+    const request = resolveGeneration(options, 'infill() options');
+    checkCompletionStructured(request.structured, 'infill()');
+    this.#checkGenerative();
+    checkFim(this.vocabulary);
+    return this.#generate('', request, plainGrammar(request.structured), undefined, parts);
+  }
+
+  async #generate(prompt: string, request: ResolvedGeneration, grammar: NativeGrammarOptions, layer: ChatLayer | undefined, infill?: NativeInfill): Promise<GenerationResult> {
     const { sampling, signal, onChunk, structured } = request;
     const onDelta = structured.onDelta;
     this.#checkGenerative();
@@ -526,7 +618,7 @@ export class LlamaModel implements AsyncDisposable {
         : undefined;
     let r;
     try {
-      r = await engine.generate(prompt, native, signal, onText);
+      r = await engine.generate(prompt, native, signal, onText, infill);
     } catch (error) {
       // A schema whose grammar llama.cpp's grammar parser refuses ($ref cycles are left recursion, huge
       // minItems exceed its repetition bound) is the schema's fault.
@@ -631,22 +723,46 @@ export class LlamaModel implements AsyncDisposable {
     rejectUnknownKeys(opts, ['pooling', 'normalize', 'signal'], 'embed() options');
     const texts = Array.isArray(input) ? input : [input];
     texts.forEach((t, i) => requireString(t, Array.isArray(input) ? `texts[${i}]` : 'text'));
-    if (opts.pooling !== undefined && !(typeof opts.pooling === 'string' && Object.hasOwn(POOLING, opts.pooling))) {
-      throw new LlamaError('ERR_INVALID_ARGUMENT', `pooling must be one of ${Object.keys(POOLING).join(', ')}`);
-    }
+    checkPooling(opts.pooling, 'pooling');
     const normalize = optionalBool(opts.normalize, 'normalize') ?? true;
     const signal = optionalSignal(opts.signal);
     if (this.info.vocabOnly) throw new LlamaError('ERR_MODEL_VOCAB_ONLY', 'the model was loaded with vocabOnly: it cannot embed');
     if (texts.length === 0) return [];
     // -1 lets llama.cpp use the pooling the model declares; models that declare none get mean pooling.
     const declared = `${this.info.architecture}.pooling_type` in this.info.metadata;
-    const pooling = opts.pooling ? POOLING[opts.pooling] : declared ? -1 : POOLING.mean;
+    const pooling = opts.pooling ? POOLING[opts.pooling] : (this.#options.pooling ?? (declared ? -1 : POOLING.mean));
+    if (pooling === POOLING.rank || (pooling === -1 && this.info.metadata[`${this.info.architecture}.pooling_type`] === '4')) this.#checkClassifier();
 
     if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'embedding aborted before it started');
     const engine = await this.#embeddingContext(pooling);
     this.#checkOpen();
     const vectors = await engine.embed(texts, normalize, signal);
     return Array.isArray(input) ? vectors : vectors[0]!;
+  }
+
+  /**
+   * Scores each document's relevance to `query` with the model's classifier head (a reranker such as
+   * bge-reranker), as llama-server's `/v1/rerank`: the pair laid out by the model's rerank template or as
+   * [BOS] query [EOS] [SEP] document [EOS], in batches shared with other calls. Returns the best `topN` first.
+   * A model without a classifier head is ERR_MODEL_UNSUPPORTED.
+   */
+  async rerank(query: string, documents: string[], options: RerankOptions = {}): Promise<RerankResult[]> {
+    this.#checkOpen();
+    const request = resolveRerank(query, documents, options, 'rerank() options');
+    if (this.info.vocabOnly) throw new LlamaError('ERR_MODEL_VOCAB_ONLY', 'the model was loaded with vocabOnly: it cannot rerank');
+    this.#checkClassifier();
+    if (request.documents.length === 0) return [];
+    if (request.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'reranking aborted before it started');
+    const engine = await this.#embeddingContext(POOLING.rank);
+    this.#checkOpen();
+    const scores = await engine.rerank(request.query, request.documents, request.signal);
+    return rankResults(request, scores.map((s) => s[0]!));
+  }
+
+  #checkClassifier(): void {
+    if (!this.#options.hasClassifier) {
+      throw new LlamaError('ERR_MODEL_UNSUPPORTED', `${basename(this.info.path)} has no classifier head (cls.weight or cls.output.weight tensors): it cannot rank`);
+    }
   }
 
   /**
@@ -757,6 +873,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const sequences = optionalInt(opts.sequences, 'sequences', 1, 256) ?? 4;
   const maxQueued = optionalInt(opts.maxQueued, 'maxQueued', 0, 2 ** 31 - 1) ?? 1024;
   const embeddingContextSize = optionalInt(opts.embeddingContextSize, 'embeddingContextSize', 8, 2 ** 24);
+  const pooling = checkPooling(opts.pooling, 'pooling');
   if (opts.flashAttention !== undefined && !Object.hasOwn(FLASH_ATTENTION, opts.flashAttention)) {
     throw new LlamaError('ERR_INVALID_ARGUMENT', `flashAttention must be one of ${Object.keys(FLASH_ATTENTION).join(', ')} (got ${JSON.stringify(opts.flashAttention)})`);
   }
@@ -775,6 +892,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (!vocabOnly) {
     checkHyperparameters(gguf, absolute);
     checkTensors(gguf, absolute);
+  }
+  const hasClassifier = gguf.tensors.some((t) => CLASSIFIER_TENSORS.has(t.name));
+  if (pooling === 'rank' && !hasClassifier && !vocabOnly) {
+    throw new LlamaError('ERR_MODEL_UNSUPPORTED', `${absolute} has no classifier head (cls.weight or cls.output.weight tensors): it cannot be loaded with pooling 'rank'`);
   }
   const fileSize = (await stat(absolute)).size;
   // llama.cpp's RPC client has no connect timeout and says little about a server it cannot reach: check each one here first.
@@ -828,6 +949,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     seed,
     sequences,
     maxQueued,
+    pooling: pooling === undefined ? undefined : POOLING[pooling],
+    hasClassifier,
     releaseRpc,
   });
 }

@@ -49,6 +49,11 @@ export interface LoadModelOptions {
   /** Context size for embeddings (each text must fit in it). Default: `min(contextSize, 1024)`. */
   embeddingContextSize?: number;
   /**
+   * Pooling of embed() when it names none. 'rank' loads a reranker: the file must have a classifier head
+   * (ERR_MODEL_UNSUPPORTED otherwise, checked before llama.cpp sees it). Default: the model's own, else 'mean'.
+   */
+  pooling?: Pooling;
+  /**
    * Requests that run at once, each in its own sequence of one shared (unified) KV cache: concurrent calls are
    * batched into the same decode. Default 4 (llama-server's automatic choice). The KV cache holds `contextSize`
    * tokens in all, whatever the number of sequences; one request may use all of it when the others do not.
@@ -231,7 +236,8 @@ export interface ChatOptions extends CompletionOptions {
   templateLimits?: ChatTemplateLimits;
 }
 
-export type Pooling = 'mean' | 'cls' | 'last';
+/** 'rank': the model's classifier head scores the text (a reranker: see {@link LlamaModel.rerank}). */
+export type Pooling = 'mean' | 'cls' | 'last' | 'rank';
 
 export interface EmbedOptions {
   /** How token vectors become one vector. Default: the model's own pooling, else 'mean'. */
@@ -242,13 +248,21 @@ export interface EmbedOptions {
 }
 
 export interface TokenizeOptions {
-  /** Add the model's BOS/EOS tokens and parse special-token text such as `<|user|>`. Default true. */
+  /** Sets both `addSpecial` and `parseSpecial`. Default true. */
   special?: boolean;
+  /** Add the tokens the model puts around a text (BOS, EOS, CLS/SEP). Default `special`. */
+  addSpecial?: boolean;
+  /** Read special-token text such as `<|user|>` as that token (else as plain text). Default `special`. */
+  parseSpecial?: boolean;
 }
 
 export interface DetokenizeOptions {
-  /** Render special tokens (BOS, `<|end|>`, ...) as text. Default false. */
+  /** Render special tokens (BOS, `<|end|>`, ...) as text and keep a leading BOS / trailing EOS. Default false. */
   special?: boolean;
+  /** Drop a leading BOS and a trailing EOS that the model adds (llama_detokenize's remove_special). Default `!special`. */
+  removeSpecial?: boolean;
+  /** Render control tokens as their text (llama_detokenize's unparse_special). Default `special`. */
+  unparseSpecial?: boolean;
 }
 
 export interface TokenizeAsyncOptions extends TokenizeOptions {

@@ -23,6 +23,8 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const exe = process.platform === 'win32' ? '.exe' : '';
 
 export const PRESETS = Object.freeze({
+  // The smallest that still has every llama tensor (for tokenizer-level features such as infill, with large vocabularies).
+  micro: { n_embd: 64, n_layer: 2, n_head: 4, n_head_kv: 2, n_ff: 128 },
   // ~18M parameters, most of them in the 32064-token embedding / output matrices.
   tiny: { n_embd: 256, n_layer: 2, n_head: 4, n_head_kv: 2, n_ff: 768 },
   // ~134M parameters with the phi-3 vocabulary.
@@ -206,6 +208,119 @@ export async function writeSyntheticF16({ preset, vocab, seed = DEFAULT_SEED, ou
   );
   const res = await gguf.writeGguf(out, { metadata, tensors });
   return { path: out, params: countParams(hp, nVocab), nVocab, fileSize: res.fileSize };
+}
+
+// ---- reranker (BERT with a classifier head) ----------------------------------------------------
+
+/**
+ * Reranker shapes: bge-reranker's layout at a toy size (tests), and at MiniLM-L6's size (the shape of the common
+ * ms-marco-MiniLM-L-6 cross-encoder, ~23M parameters: the benchmark), one classifier output (the relevance score).
+ */
+export const RERANKERS = Object.freeze({
+  toy: { n_embd: 64, n_layer: 2, n_head: 4, n_ff: 128, n_ctx: 512, n_cls_out: 1 },
+  minilm: { n_embd: 384, n_layer: 6, n_head: 12, n_ff: 1536, n_ctx: 512, n_cls_out: 1 },
+});
+// The classifier head gets larger weights than the body, so that scores differ visibly between documents.
+const CLASSIFIER_STD = 0.1;
+
+/** Tensor list of a BERT reranker exactly as llama.cpp's bert architecture loads it (dims innermost first). */
+export function rerankerTensorShapes(hp, nVocab, nTokenTypes) {
+  const e = hp.n_embd;
+  const t = [
+    { name: 'token_embd.weight', dims: [e, nVocab] },
+    { name: 'token_types.weight', dims: [e, nTokenTypes] },
+    { name: 'position_embd.weight', dims: [e, hp.n_ctx] },
+    { name: 'token_embd_norm.weight', dims: [e], fill: 1 },
+    { name: 'token_embd_norm.bias', dims: [e], fill: 0 },
+    { name: 'cls.weight', dims: [e, e], std: CLASSIFIER_STD },
+    { name: 'cls.bias', dims: [e], fill: 0 },
+    { name: 'cls.output.weight', dims: [e, hp.n_cls_out], std: CLASSIFIER_STD },
+    { name: 'cls.output.bias', dims: [hp.n_cls_out], fill: 0 },
+  ];
+  for (let i = 0; i < hp.n_layer; i++) {
+    const b = `blk.${i}.`;
+    t.push(
+      { name: `${b}attn_q.weight`, dims: [e, e] },
+      { name: `${b}attn_q.bias`, dims: [e], fill: 0 },
+      { name: `${b}attn_k.weight`, dims: [e, e] },
+      { name: `${b}attn_k.bias`, dims: [e], fill: 0 },
+      { name: `${b}attn_v.weight`, dims: [e, e] },
+      { name: `${b}attn_v.bias`, dims: [e], fill: 0 },
+      { name: `${b}attn_output.weight`, dims: [e, e] },
+      { name: `${b}attn_output.bias`, dims: [e], fill: 0 },
+      { name: `${b}attn_output_norm.weight`, dims: [e], fill: 1 },
+      { name: `${b}attn_output_norm.bias`, dims: [e], fill: 0 },
+      { name: `${b}ffn_up.weight`, dims: [e, hp.n_ff] },
+      { name: `${b}ffn_up.bias`, dims: [hp.n_ff], fill: 0 },
+      { name: `${b}ffn_down.weight`, dims: [hp.n_ff, e] },
+      { name: `${b}ffn_down.bias`, dims: [e], fill: 0 },
+      { name: `${b}layer_output_norm.weight`, dims: [e], fill: 1 },
+      { name: `${b}layer_output_norm.bias`, dims: [e], fill: 0 },
+    );
+  }
+  return t;
+}
+
+/**
+ * Writes a BERT reranker (rank pooling, a classifier head) with seeded random F32 weights and the tokenizer of
+ * `vocab` (a BERT vocabulary such as ggml-vocab-bert-bge.gguf). `rerankTemplate`, when given, is stored as the
+ * model's `tokenizer.chat_template.rerank` (with {query} and {document} placeholders).
+ */
+export async function writeSyntheticReranker({ vocab, seed = DEFAULT_SEED, out, rerankTemplate, shape = 'toy' }) {
+  const gguf = loadGguf();
+  const { GgufValueType: T } = gguf;
+  const src = await gguf.readGguf(vocab, { maxArrayLength: Infinity });
+  const tokenizer = src.entries.filter((e) => e.key.startsWith('tokenizer.'));
+  const tokens = src.metadata['tokenizer.ggml.tokens'];
+  if (!Array.isArray(tokens) || tokens.length === 0) throw new Error(`${vocab} has no tokenizer.ggml.tokens array`);
+  const nTokenTypes = Number(src.metadata['tokenizer.ggml.token_type_count'] ?? 2);
+  const hp = RERANKERS[shape];
+  if (!hp) throw new Error(`unknown reranker shape '${shape}' (known: ${Object.keys(RERANKERS).join(', ')})`);
+  const metadata = [
+    { key: 'general.architecture', type: T.STRING, value: 'bert' },
+    { key: 'general.name', type: T.STRING, value: 'tea-synthetic-reranker' },
+    { key: 'general.description', type: T.STRING, value: `Random weights (seed ${seed}), tokenizer from ${basename(vocab)}; for testing only` },
+    { key: 'general.file_type', type: T.UINT32, value: 0 },
+    { key: 'bert.context_length', type: T.UINT32, value: hp.n_ctx },
+    { key: 'bert.embedding_length', type: T.UINT32, value: hp.n_embd },
+    { key: 'bert.block_count', type: T.UINT32, value: hp.n_layer },
+    { key: 'bert.feed_forward_length', type: T.UINT32, value: hp.n_ff },
+    { key: 'bert.attention.head_count', type: T.UINT32, value: hp.n_head },
+    { key: 'bert.attention.layer_norm_epsilon', type: T.FLOAT32, value: 1e-12 },
+    { key: 'bert.attention.causal', type: T.BOOL, value: false },
+    { key: 'bert.pooling_type', type: T.UINT32, value: 4 }, // LLAMA_POOLING_TYPE_RANK, as converted rerankers declare
+    ...tokenizer.filter((e) => e.key !== 'tokenizer.chat_template.rerank'),
+    ...(rerankTemplate !== undefined ? [{ key: 'tokenizer.chat_template.rerank', type: T.STRING, value: rerankTemplate }] : []),
+  ];
+  const tensors = rerankerTensorShapes(hp, tokens.length, nTokenTypes).map((t, i) => ({
+    name: t.name,
+    dims: t.dims,
+    type: 'F32',
+    data: t.fill !== undefined ? (_index, chunk) => chunk.fill(t.fill) : normalGenerator(seed, i, t.std ?? WEIGHT_STD),
+  }));
+  const res = await gguf.writeGguf(out, { metadata, tensors });
+  return { path: out, fileSize: res.fileSize };
+}
+
+/**
+ * Ensures the synthetic reranker exists in `cacheDir` (made once, reused) and returns its path. `template`: with the
+ * rerank template "[query] {query} [document] {document}" (llama-server's other prompt layout).
+ */
+export async function ensureSyntheticReranker({ vocab, cacheDir = join(root, '.cache', 'models'), seed = DEFAULT_SEED, template = false, shape = 'toy' } = {}) {
+  vocab = resolve(vocab);
+  if (!existsSync(vocab)) throw new Error(`vocab file not found: ${vocab}`);
+  await fsp.mkdir(cacheDir, { recursive: true });
+  const gguf = loadGguf();
+  const out = join(resolve(cacheDir), `synthetic-reranker${shape === 'toy' ? '' : `-${shape}`}${template ? '-template' : ''}-s${seed}-F32.gguf`);
+  if (existsSync(out) && (await isValidGguf(gguf, out))) return out;
+  const partial = tmpName(out);
+  try {
+    await writeSyntheticReranker({ vocab, seed, out: partial, shape, rerankTemplate: template ? '[CLS] query: {query} [SEP] document: {document} [SEP]' : undefined });
+    await fsp.rename(partial, out);
+  } finally {
+    await fsp.rm(partial, { force: true });
+  }
+  return out;
 }
 
 function runQuantize(bin, input, output, quant) {

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "numeric.h"
+#include "prompt_format.h"
 #include "sampler.h"
 #include "text_utils.h"
 
@@ -106,6 +107,7 @@ void Scheduler::Submit(GenerationTask task) {
 
 void Scheduler::Submit(EmbeddingTask task) {
   if (!options_.embeddings) throw TeaError("ERR_INVALID_ARGUMENT", "this context was not created for embeddings");
+  if (task.rerankQuery && pooling_ != LLAMA_POOLING_TYPE_RANK) throw TeaError("ERR_INVALID_ARGUMENT", "reranking needs a context with rank pooling");
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
   if (!lost_.empty()) throw TeaError("ERR_RPC_CONNECTION", lost_);
@@ -280,7 +282,8 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   if (queued.cancelled->load()) return reject("ERR_ABORTED", "aborted while waiting for a free sequence");
   std::vector<llama_token> prompt;
   try {
-    prompt = Tokenize(vocab_, task.prompt, /*addSpecial=*/true, /*parseSpecial=*/true);
+    prompt = task.infill ? InfillTokens(vocab_, *task.infill, static_cast<int32_t>(nBatch_), task.maxTokens, options_.sequenceLimit)
+                         : Tokenize(vocab_, task.prompt, /*addSpecial=*/true, /*parseSpecial=*/true);
   } catch (const TeaError& e) {
     return reject(e.code(), e.what());
   }
@@ -587,7 +590,8 @@ void Scheduler::StepEmbeddings(std::vector<Event>& events) {
   }
   const int32_t capacity = static_cast<int32_t>(std::min(nCtx_, nUbatch_));
   const bool encoderOnly = llama_model_has_encoder(model_) && !llama_model_has_decoder(model_);
-  const int32_t nEmbd = llama_model_n_embd_out(model_) > 0 ? llama_model_n_embd_out(model_) : llama_model_n_embd(model_);
+  const int32_t nEmbd = pooling_ == LLAMA_POOLING_TYPE_RANK ? static_cast<int32_t>(llama_model_n_cls_out(model_))
+                       : llama_model_n_embd_out(model_) > 0 ? llama_model_n_embd_out(model_) : llama_model_n_embd(model_);
 
   // Many texts of many requests in one batch, a sequence each, up to n_batch tokens and `sequences` texts.
   struct Entry {
@@ -608,7 +612,9 @@ void Scheduler::StepEmbeddings(std::vector<Event>& events) {
     while (!full && !job.failed && job.next < job.task.texts.size() && seq < options_.sequences) {
       if (job.nextTokens.empty()) {
         try {
-          job.nextTokens = Tokenize(vocab_, job.task.texts[job.next], /*addSpecial=*/true, /*parseSpecial=*/true);
+          const std::string& text = job.task.texts[job.next];
+          job.nextTokens = job.task.rerankQuery ? RerankTokens(model_, *job.task.rerankQuery, text)
+                                                : Tokenize(vocab_, text, /*addSpecial=*/true, /*parseSpecial=*/true);
         } catch (const TeaError& e) {
           job.failed = true;
           events.push_back(ErrorEvent(job.task.id, e.code(), e.what()));

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,16 @@ struct GrammarOptions {
   bool empty() const { return grammar.empty() && jsonSchema.empty(); }
 };
 
+// A fill-in-the-middle request: the prompt is built from these with the model's FIM tokens (prompt_format.h).
+struct InfillInput {
+  std::string prefix, suffix;
+  std::string prompt;  // text after the prefix, before the middle (llama-server's `prompt`)
+  struct Chunk {
+    std::string filename, text;
+  };
+  std::vector<Chunk> extra;  // other files of the project, before the prefix
+};
+
 struct GenerationTask {
   uint64_t id = 0;
   std::string prompt;          // tokenized on the scheduler thread, with BOS/EOS and special-token parsing
@@ -56,12 +67,15 @@ struct GenerationTask {
   SamplingOptions sampling;
   bool stream = false;         // emit text events as it is generated (the done event always carries the text)
   GrammarOptions grammar;
+  std::optional<InfillInput> infill;  // set: `prompt` is ignored, the tokens are InfillTokens' (scheduler thread)
 };
 
 struct EmbeddingTask {
   uint64_t id = 0;
   std::vector<std::string> texts;
   bool normalize = true;
+  // Set (rank pooling): each text is a document scored against this query, as RerankTokens lays the pair out.
+  std::optional<std::string> rerankQuery;
 };
 
 struct GenerationStats {

@@ -47,14 +47,14 @@ std::string TokenToPieceUnchecked(const llama_vocab* vocab, llama_token token, b
   return big;
 }
 
-std::string DetokenizeUnchecked(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special) {
+std::string DetokenizeUnchecked(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool removeSpecial, bool unparseSpecial) {
   const int32_t nTokens = static_cast<int32_t>(tokens.size());
   std::string text(tokens.size() * 8 + 16, '\0');
   // remove_special: drop the BOS/EOS the tokenizer itself would add; unparse_special renders control tokens.
-  int32_t n = llama_detokenize(vocab, tokens.data(), nTokens, text.data(), static_cast<int32_t>(text.size()), !special, special);
+  int32_t n = llama_detokenize(vocab, tokens.data(), nTokens, text.data(), static_cast<int32_t>(text.size()), removeSpecial, unparseSpecial);
   if (n < 0) {
     text.resize(static_cast<size_t>(-n));
-    n = llama_detokenize(vocab, tokens.data(), nTokens, text.data(), static_cast<int32_t>(text.size()), !special, special);
+    n = llama_detokenize(vocab, tokens.data(), nTokens, text.data(), static_cast<int32_t>(text.size()), removeSpecial, unparseSpecial);
     if (n < 0) throw TeaError("ERR_INTERNAL", "detokenization failed");
   }
   text.resize(static_cast<size_t>(n));
@@ -132,7 +132,11 @@ std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool speci
 }
 
 std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special) {
-  return VocabularyCall([&] { return DetokenizeUnchecked(vocab, tokens, special); });
+  return Detokenize(vocab, tokens, !special, special);
+}
+
+std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool removeSpecial, bool unparseSpecial) {
+  return VocabularyCall([&] { return DetokenizeUnchecked(vocab, tokens, removeSpecial, unparseSpecial); });
 }
 
 size_t IncompleteUtf8Tail(const std::string& text) {

@@ -40,6 +40,9 @@ std::vector<llama_token> Tokenize(const llama_vocab* vocab, const std::string& t
                                   const std::function<bool()>& stop = {});
 std::string TokenToPiece(const llama_vocab* vocab, llama_token token, bool special);
 std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool special);
+// llama_detokenize's two flags apart: `removeSpecial` drops the BOS/EOS the tokenizer adds, `unparseSpecial`
+// renders control tokens as text (the form above is !special, special).
+std::string Detokenize(const llama_vocab* vocab, const std::vector<llama_token>& tokens, bool removeSpecial, bool unparseSpecial);
 
 // Bytes at the end of `text` that begin a UTF-8 sequence not yet complete (0 when the text ends on a boundary).
 size_t IncompleteUtf8Tail(const std::string& text);

@@ -6,6 +6,28 @@
 
 namespace tea {
 
+namespace {
+
+// { prefix, suffix, prompt, extra: [{ filename, text }] }: lib/model.ts validates and fills every field.
+InfillInput ParseInfill(const Napi::Object& obj) {
+  InfillInput input;
+  input.prefix = RequireString(obj.Get("prefix"), "prefix");
+  input.suffix = RequireString(obj.Get("suffix"), "suffix");
+  input.prompt = RequireString(obj.Get("prompt"), "prompt");
+  Napi::Value extra = obj.Get("extra");
+  if (!extra.IsArray()) throw TeaError("ERR_INVALID_ARGUMENT", "extra must be an array of { filename, text }");
+  Napi::Array chunks = extra.As<Napi::Array>();
+  for (uint32_t i = 0; i < chunks.Length(); ++i) {
+    Napi::Value chunk = chunks.Get(i);
+    if (!chunk.IsObject()) throw TeaError("ERR_INVALID_ARGUMENT", "extra[i] must be { filename, text }");
+    Napi::Object c = chunk.As<Napi::Object>();
+    input.extra.push_back({RequireString(c.Get("filename"), "extra[i].filename"), RequireString(c.Get("text"), "extra[i].text")});
+  }
+  return input;
+}
+
+}  // namespace
+
 Napi::Function Context::Define(Napi::Env env) {
   return DefineClass(env, "Context",
                      {
@@ -61,6 +83,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     Scheduler& scheduler = Live();
     GenerationTask task = ParseGenerationTask(info[0], info[1], info[2].ToBoolean());
+    if (info[3].IsObject()) task.infill = ParseInfill(info[3].As<Napi::Object>());
     task.id = nextId_++;
     const uint64_t id = task.id;
     scheduler.Submit(std::move(task));
@@ -77,6 +100,7 @@ Napi::Value Context::Embed(const Napi::CallbackInfo& info) {
     EmbeddingTask task;
     for (uint32_t i = 0; i < array.Length(); ++i) task.texts.push_back(RequireString(array.Get(i), "texts[i]"));
     task.normalize = info[1].ToBoolean();
+    if (info[2].IsString()) task.rerankQuery = info[2].As<Napi::String>().Utf8Value();
     task.id = nextId_++;
     const uint64_t id = task.id;
     scheduler.Submit(std::move(task));

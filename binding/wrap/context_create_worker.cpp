@@ -67,11 +67,8 @@ void ContextCreateWorker::Run() {
   if (options_.embeddings && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_NONE) {
     throw TeaError("ERR_INVALID_ARGUMENT", "embeddings need a pooling type (mean, cls or last)");
   }
-  // A reranker's own pooling (rank) yields n_cls_out scores per text, not an embedding of n_embd values: reading
-  // n_embd floats from it would run past llama.cpp's buffer.
-  if (options_.embeddings && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_RANK) {
-    throw TeaError("ERR_INVALID_ARGUMENT", "the model pools by rank (a reranker): it gives scores, not embeddings; pass pooling mean, cls or last");
-  }
+  // Rank pooling yields n_cls_out scores per text, not n_embd values: the scheduler reads that many (and lib/model.ts
+  // refuses rank pooling to a model without a classifier head, which llama.cpp would abort on).
 }
 
 Napi::Value ContextCreateWorker::Result(Napi::Env env) {

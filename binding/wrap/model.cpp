@@ -142,6 +142,8 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceMethod<&Model::TokenizeAsync>("tokenizeAsync"),
                          InstanceMethod<&Model::DetokenizeAsync>("detokenizeAsync"),
                          InstanceMethod<&Model::TokenPiece>("tokenToPiece"),
+                         InstanceMethod<&Model::TokenPieces>("tokenPieces"),
+                         InstanceMethod<&Model::Vocabulary>("vocabulary"),
                          InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                          InstanceMethod<&Model::ApplyChatTemplateSync>("applyChatTemplateSync"),
                          InstanceMethod<&Model::CreateContext>("createContext"),
@@ -213,7 +215,7 @@ Napi::Value Model::DetokenizeTokens(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     const ModelPtr& model = handle();
     const std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
-    return Napi::String::New(info.Env(), Detokenize(model->vocab(), tokens, info[1].ToBoolean()));
+    return Napi::String::New(info.Env(), Detokenize(model->vocab(), tokens, info[1].ToBoolean(), info[2].ToBoolean()));
   });
 }
 
@@ -231,7 +233,7 @@ Napi::Value Model::DetokenizeAsync(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     const ModelPtr& model = handle();
     std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
-    auto* worker = new TextWorker(info.Env(), model, std::move(tokens), info[1].ToBoolean(), AbortFlag::From(info[2]));
+    auto* worker = new TextWorker(info.Env(), model, std::move(tokens), info[1].ToBoolean(), info[2].ToBoolean(), AbortFlag::From(info[3]));
     worker->Queue();
     return worker->Promise();
   });
@@ -242,6 +244,44 @@ Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
     const ModelPtr& model = handle();
     const int32_t token = RequireInt(info[0], "token", 0, llama_vocab_n_tokens(model->vocab()) - 1);
     return Napi::String::New(info.Env(), TokenToPiece(model->vocab(), token, info[1].ToBoolean()));
+  });
+}
+
+Napi::Value Model::TokenPieces(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    const std::vector<llama_token> tokens = RequireTokens(info[0], llama_vocab_n_tokens(model->vocab()));
+    Napi::Array out = Napi::Array::New(info.Env(), tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const std::string piece = TokenToPiece(model->vocab(), tokens[i], /*special=*/true);
+      Napi::Uint8Array bytes = Napi::Uint8Array::New(info.Env(), piece.size());
+      std::copy(piece.begin(), piece.end(), bytes.Data());
+      out.Set(static_cast<uint32_t>(i), bytes);
+    }
+    return out;
+  });
+}
+
+Napi::Value Model::Vocabulary(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const llama_vocab* vocab = handle()->vocab();
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    // LLAMA_TOKEN_NULL is -1: the JS side reads it as "none".
+    const std::pair<const char*, llama_token> ids[] = {
+        {"bos", llama_vocab_bos(vocab)},         {"eos", llama_vocab_eos(vocab)},         {"eot", llama_vocab_eot(vocab)},
+        {"sep", llama_vocab_sep(vocab)},         {"nl", llama_vocab_nl(vocab)},           {"pad", llama_vocab_pad(vocab)},
+        {"mask", llama_vocab_mask(vocab)},       {"fimPre", llama_vocab_fim_pre(vocab)},  {"fimSuf", llama_vocab_fim_suf(vocab)},
+        {"fimMid", llama_vocab_fim_mid(vocab)},  {"fimPad", llama_vocab_fim_pad(vocab)},  {"fimRep", llama_vocab_fim_rep(vocab)},
+        {"fimSep", llama_vocab_fim_sep(vocab)},
+    };
+    for (const auto& [name, id] : ids) out.Set(name, id);
+    out.Set("addBos", llama_vocab_get_add_bos(vocab));
+    out.Set("addEos", llama_vocab_get_add_eos(vocab));
+    out.Set("addSep", llama_vocab_get_add_sep(vocab));
+    out.Set("type", static_cast<int32_t>(llama_vocab_type(vocab)));
+    out.Set("size", llama_vocab_n_tokens(vocab));
+    return out;
   });
 }
 

@@ -60,15 +60,20 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   // tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array
   Napi::Value TokenizeText(const Napi::CallbackInfo& info);
-  // detokenize(tokens: Int32Array, special: boolean): string
+  // detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): string
   Napi::Value DetokenizeTokens(const Napi::CallbackInfo& info);
   // tokenizeAsync(text: string, addSpecial: boolean, parseSpecial: boolean, abort?: AbortFlag): Promise<Int32Array>
   // (on a pool thread; ERR_ABORTED once the flag is set, checked between tokenizer pieces)
   Napi::Value TokenizeAsync(const Napi::CallbackInfo& info);
-  // detokenizeAsync(tokens: Int32Array | number[], special: boolean, abort?: AbortFlag): Promise<string>
+  // detokenizeAsync(tokens: Int32Array | number[], removeSpecial: boolean, unparseSpecial: boolean, abort?: AbortFlag): Promise<string>
   Napi::Value DetokenizeAsync(const Napi::CallbackInfo& info);
   // tokenToPiece(token: number, special: boolean): string
   Napi::Value TokenPiece(const Napi::CallbackInfo& info);
+  // tokenPieces(tokens: Int32Array | number[]): Uint8Array[], each token's bytes as llama-server's /tokenize
+  // with_pieces renders them (special tokens as text)
+  Napi::Value TokenPieces(const Napi::CallbackInfo& info);
+  // vocabulary(): NativeVocabulary, the special token ids (-1: none) and what tokenizing adds
+  Napi::Value Vocabulary(const Napi::CallbackInfo& info);
   // applyChatTemplate(messages: {role, content}[], template: string | null, addAssistant: boolean,
   //                   limits: NativeTemplateLimits, abort: AbortFlag | null, openaiJson?: string): Promise<string>
   // Main thread; the render runs on its own thread (ChatTemplateWorker).

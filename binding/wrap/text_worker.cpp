@@ -17,12 +17,14 @@ TextWorker::TextWorker(Napi::Env env, ModelPtr model, std::string text, bool add
   watch_.emplace(env, abort_);
 }
 
-TextWorker::TextWorker(Napi::Env env, ModelPtr model, std::vector<llama_token> tokens, bool special, SharedFlag abort)
+TextWorker::TextWorker(Napi::Env env, ModelPtr model, std::vector<llama_token> tokens, bool removeSpecial, bool unparseSpecial,
+                       SharedFlag abort)
     : PromiseWorker(env, "tea-llama:Detokenize"),
       model_(std::move(model)),
       tokenizing_(false),
       tokens_(std::move(tokens)),
-      special_(special),
+      addSpecial_(removeSpecial),
+      special_(unparseSpecial),
       abort_(std::move(abort)) {
   watch_.emplace(env, abort_);
 }
@@ -44,7 +46,7 @@ void TextWorker::Run() {
     std::string().swap(text_);
   } else {
     // llama_detokenize runs in one call (linear): the flag is read before and after.
-    text_ = Detokenize(model_->vocab(), tokens_, special_);
+    text_ = Detokenize(model_->vocab(), tokens_, addSpecial_, special_);
     std::vector<llama_token>().swap(tokens_);
     if (abort_->load()) throw TeaError("ERR_ABORTED", what);
   }

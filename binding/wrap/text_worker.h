@@ -19,8 +19,8 @@ class TextWorker : public PromiseWorker {
  public:
   // Main thread: tokenize `text`.
   TextWorker(Napi::Env env, ModelPtr model, std::string text, bool addSpecial, bool parseSpecial, SharedFlag abort);
-  // Main thread: detokenize `tokens`.
-  TextWorker(Napi::Env env, ModelPtr model, std::vector<llama_token> tokens, bool special, SharedFlag abort);
+  // Main thread: detokenize `tokens` (llama_detokenize's remove_special and unparse_special).
+  TextWorker(Napi::Env env, ModelPtr model, std::vector<llama_token> tokens, bool removeSpecial, bool unparseSpecial, SharedFlag abort);
 
  protected:
   // Worker thread.
@@ -35,7 +35,7 @@ class TextWorker : public PromiseWorker {
   bool tokenizing_;
   std::string text_;
   std::vector<llama_token> tokens_;
-  bool addSpecial_ = false;
+  bool addSpecial_ = false;  // tokenizing: add BOS/EOS; detokenizing: remove them
   bool special_ = false;
   SharedFlag abort_;
   std::optional<EnvWatch> watch_;

@@ -15,6 +15,9 @@ import type {
   LanguageModelV4StreamResult,
   LanguageModelV4ToolResultOutput,
   LanguageModelV4Usage,
+  RerankingModelV4,
+  RerankingModelV4CallOptions,
+  RerankingModelV4Result,
   SharedV4Warning,
 } from '@ai-sdk/provider';
 
@@ -38,6 +41,8 @@ export interface TeaLlamaProvider {
   readonly specificationVersion: 'v4';
   languageModel(modelId?: string): TeaLlamaLanguageModel;
   embeddingModel(modelId?: string): TeaLlamaEmbeddingModel;
+  /** The reranking model (`rerank()` of the AI SDK): the backend's `rerank()`, a reranker's raw scores. */
+  rerankingModel(modelId?: string): TeaLlamaRerankingModel;
   /** The AI SDK asks providers for image models too: tea-llama has none (ERR_INVALID_ARGUMENT). */
   imageModel(modelId: string): never;
 }
@@ -262,6 +267,28 @@ export class TeaLlamaEmbeddingModel implements EmbeddingModelV4 {
   }
 }
 
+/** A reranking model of the AI SDK over an {@link LlmBackend} (`LlmBackend.rerank`): text documents only. */
+export class TeaLlamaRerankingModel implements RerankingModelV4 {
+  readonly specificationVersion = 'v4' as const;
+  readonly provider = PROVIDER;
+  readonly modelId: string;
+  readonly #backend: LlmBackend;
+
+  constructor(backend: LlmBackend, modelId: string = backend.model) {
+    this.#backend = backend;
+    this.modelId = modelId;
+  }
+
+  async doRerank(options: RerankingModelV4CallOptions): Promise<RerankingModelV4Result> {
+    if (options.documents.type !== 'text') throw unsupported("reranking documents of type 'object' (give texts)");
+    const ranked = await this.#backend.rerank(options.query, options.documents.values, {
+      ...(options.topN !== undefined ? { topN: options.topN } : {}),
+      ...(options.abortSignal ? { signal: options.abortSignal } : {}),
+    });
+    return { ranking: ranked.map((r) => ({ index: r.index, relevanceScore: r.score })), warnings: [] };
+  }
+}
+
 /**
  * A Vercel AI SDK provider over `backend`: `generateText`, `streamText` (abortable), `embed`/`embedMany`, on a local
  * model or through an API backend alike. The backend serves one model: `modelId` may be left out, or must be
@@ -289,6 +316,7 @@ export function createTeaLlama(options: TeaLlamaProviderOptions): TeaLlamaProvid
     specificationVersion: 'v4' as const,
     languageModel,
     embeddingModel: (modelId?: string) => new TeaLlamaEmbeddingModel(backend, id(modelId)),
+    rerankingModel: (modelId?: string) => new TeaLlamaRerankingModel(backend, id(modelId)),
     imageModel: (modelId: string): never => {
       throw new LlamaError('ERR_INVALID_ARGUMENT', `tea-llama/ai-sdk: no image models (asked for '${modelId}')`);
     },

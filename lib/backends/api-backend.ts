@@ -2,7 +2,7 @@ import { parseJson, toOpenAiMessage, type GenerationDelta, type ToolCall } from 
 import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
-import { checkCompletion, checkEmbeddings, checkModels, type ServerTimings, type Usage } from './api-response';
+import { checkCompletion, checkEmbeddings, checkModels, checkRerank, malformed, type ServerTimings, type Usage } from './api-response';
 import { EndpointPool, type Endpoint } from './endpoints';
 import { displayUrl, HttpClient, readLimited } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
@@ -422,6 +422,18 @@ export class ApiLlmBackend extends BaseLlmBackend {
         if (norm > 0) for (let k = 0; k < vector.length; k++) vector[k] /= norm;
       }
       return vectors;
+    });
+  }
+
+  /** POST /v1/rerank (llama-server started with `--reranking`; also Jina's and Cohere's API): every document's score. */
+  protected override rankDocuments(query: string, documents: string[], signal: AbortSignal | undefined): Promise<number[]> {
+    return this.#tracked(signal, `POST ${this.#display('/rerank')}`, async (linked) => {
+      const body = { ...(this.#model !== undefined ? { model: this.#model } : {}), query, documents, top_n: documents.length };
+      const { where, answer } = await this.#json('/rerank', body, linked);
+      const scores = checkRerank(where, answer, documents.length);
+      const missing = scores.findIndex((s) => Number.isNaN(s));
+      if (missing >= 0) malformed(where, 'results', `a score for each of the ${documents.length} documents (top_n was all of them)`, answer.results);
+      return scores;
     });
   }
 

@@ -203,6 +203,30 @@ export function checkEmbeddings(where: string, body: unknown, count: number): Fl
   return vectors as Float32Array[];
 }
 
+/**
+ * Checks a `/v1/rerank` answer (llama-server's, Jina's and Cohere's shape) for `count` documents: `results` a list of
+ * at most `count` objects, each with `index` an integer from 0 to count-1 (each once) and `relevance_score` a
+ * finite number. Returns the score of each document in input order (NaN for one the answer left out).
+ */
+export function checkRerank(where: string, body: unknown, count: number): number[] {
+  if (!isObject(body)) malformed(where, 'the answer', 'a JSON object', body);
+  const results = field(body, 'results');
+  if (!Array.isArray(results) || results.length > count) malformed(where, 'results', `a list of at most ${count} ranked documents`, results);
+  const scores = new Array<number>(count).fill(NaN);
+  results.forEach((item: unknown, i: number) => {
+    if (!isObject(item)) malformed(where, `results[${i}]`, 'an object with index and relevance_score', item);
+    const index = field(item, 'index');
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= count) {
+      malformed(where, `results[${i}].index`, `an integer from 0 to ${count - 1}`, index);
+    }
+    if (!Number.isNaN(scores[index])) malformed(where, `results[${i}].index`, 'an index not used by an earlier item', index);
+    const score = field(item, 'relevance_score');
+    if (typeof score !== 'number' || !Number.isFinite(score)) malformed(where, `results[${i}].relevance_score`, 'a finite number', score);
+    scores[index] = score;
+  });
+  return scores;
+}
+
 /** Checks a `/v1/models` answer: `data` a list of objects with a string `id`. Returns the ids. */
 export function checkModels(where: string, body: unknown): string[] {
   if (!isObject(body)) malformed(where, 'the answer', 'a JSON object', body);

@@ -4,6 +4,7 @@ import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
 import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
+import { rankResults, resolveRerank, type RerankResult } from '../engine/text-tasks';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
   BackendKind,
@@ -13,6 +14,7 @@ import type {
   LlmChatOptions,
   LlmEmbedOptions,
   LlmFinishReason,
+  LlmRerankOptions,
   LlmResult,
   LlmSamplingDefaults,
   LlmStream,
@@ -153,6 +155,23 @@ export abstract class BaseLlmBackend implements LlmBackend {
     if (texts.length === 0) return [];
     const vectors = await this.embedTexts(texts, signal);
     return Array.isArray(input) ? vectors : vectors[0];
+  }
+
+  /**
+   * Scores each document's relevance to `query` with a reranking model, best first (see {@link LlamaModel.rerank}):
+   * the local backend's model in-process, the API backend's server through `/v1/rerank`.
+   */
+  async rerank(query: string, documents: string[], options: LlmRerankOptions = {}): Promise<RerankResult[]> {
+    this.checkOpen();
+    const request = resolveRerank(query, documents, options, `${this.kind} backend rerank() options`);
+    if (request.signal?.aborted) throw new LlamaError('ERR_ABORTED', 'reranking aborted before it started');
+    if (request.documents.length === 0) return [];
+    return rankResults(request, await this.rankDocuments(request.query, request.documents, request.signal));
+  }
+
+  /** Each document's raw relevance score, in order. A backend without reranking keeps this default. */
+  protected rankDocuments(_query: string, _documents: string[], _signal: AbortSignal | undefined): Promise<number[]> {
+    return Promise.reject(new LlamaError('ERR_MODEL_UNSUPPORTED', `the ${this.kind} backend cannot rerank`));
   }
 
   dispose(): Promise<void> {

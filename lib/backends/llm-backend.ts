@@ -1,4 +1,5 @@
 import type { GenerationOptions } from '../engine/request';
+import type { RerankOptions, RerankResult } from '../engine/text-tasks';
 import type { BackendKind, ChatMessage, FinishReason, GenerationResult, GenerationTimings } from '../types';
 
 export type { BackendKind } from '../types';
@@ -38,6 +39,9 @@ export interface LlmStream extends AsyncIterable<string>, PromiseLike<LlmResult>
 export interface LlmEmbedOptions {
   signal?: AbortSignal;
 }
+
+/** `rerank()` options: `topN`, `normalize` and `signal`, as {@link LlamaModel.rerank} takes them. */
+export type LlmRerankOptions = RerankOptions;
 
 export interface HealthStatus {
   /** True when the backend can serve calls. */
@@ -79,6 +83,11 @@ export interface LlmBackend extends AsyncDisposable {
   /** Embeds one text (a Float32Array) or several (one Float32Array each). Vectors have unit length. */
   embed(text: string, options?: LlmEmbedOptions): Promise<Float32Array>;
   embed(texts: string[], options?: LlmEmbedOptions): Promise<Float32Array[]>;
+  /**
+   * Scores each document's relevance to `query` with a reranking model, best first: in-process (a model with a
+   * classifier head) or a server's `/v1/rerank` (llama-server `--reranking`). ERR_MODEL_UNSUPPORTED where none.
+   */
+  rerank(query: string, documents: string[], options?: LlmRerankOptions): Promise<RerankResult[]>;
   /** Checks that the backend can serve calls. Never throws: problems are reported as `ok: false`. */
   healthCheck(): Promise<HealthStatus>;
   /** Releases the model or aborts in-flight requests; later calls reject with ERR_DISPOSED. Idempotent. */

@@ -185,6 +185,13 @@ export class LocalLlmBackend extends BaseLlmBackend {
     return model.embed(texts, { signal });
   }
 
+  protected override async rankDocuments(query: string, documents: string[], signal: AbortSignal | undefined): Promise<number[]> {
+    const model = await this.load();
+    const scores = new Array<number>(documents.length);
+    for (const r of await model.rerank(query, documents, { signal })) scores[r.index] = r.score;
+    return scores;
+  }
+
   async healthCheck(): Promise<HealthStatus> {
     const started = performance.now();
     const status = (ok: boolean, detail: string): HealthStatus => ({

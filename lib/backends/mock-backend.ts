@@ -20,7 +20,7 @@ export interface MockLlmBackendOptions extends BackendCommonOptions {
 
 /** A recorded call of a {@link MockLlmBackend}. */
 export interface MockCall {
-  method: 'call' | 'chat' | 'embed';
+  method: 'call' | 'chat' | 'embed' | 'rerank';
   prompt?: string;
   messages?: ChatMessage[];
   texts?: string[];
@@ -87,6 +87,17 @@ export class MockLlmBackend extends BaseLlmBackend {
     }
     const prompt = request.kind === 'prompt' ? request.prompt : request.messages.map((m) => m.content).join(' ');
     return { content, promptTokens: (prompt.match(/\S+/g) ?? []).length, completionTokens: (content.match(/\S+/g) ?? []).length, finishReason };
+  }
+
+  /** The share of the query's words that the document contains: a stand-in score a test can predict. */
+  protected override async rankDocuments(query: string, documents: string[]): Promise<number[]> {
+    this.calls.push({ method: 'rerank', texts: [query, ...documents] });
+    const words = (text: string) => new Set(text.toLowerCase().split(/\W+/).filter(Boolean));
+    const asked = words(query);
+    return documents.map((d) => {
+      const has = words(d);
+      return asked.size === 0 ? 0 : [...asked].filter((w) => has.has(w)).length / asked.size;
+    });
   }
 
   protected async embedTexts(texts: string[]): Promise<Float32Array[]> {

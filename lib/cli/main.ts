@@ -9,6 +9,7 @@ import { infoCommand } from './info';
 import { modelsCommand } from './models';
 import { EXIT, formatError, PROGRAM, UsageError, writeOut } from './output';
 import { pullCommand } from './pull';
+import { rerankCommand } from './rerank';
 import { rpcServerCommand } from './rpc-server';
 import { runCommand } from './run';
 import { serveCommand } from './serve';
@@ -23,6 +24,7 @@ Commands:
   embed TEXT...       print one embedding vector per text (or per stdin line) as JSON
   info [FILE]         show a model's metadata and the configuration tea-llama would choose, with reasons
   models              list the models in the search folders, and which one is used without --model
+  rerank QUERY DOC... score documents against a query with a reranking model, best first, as JSON lines
   pull URL            download a GGUF model (resumable, checksum, hf:USER/REPO/FILE.gguf) into ~/.cache/tea/models
   run WORKFLOW.yaml   run a YAML workflow of llm.call / llm.chat / llm.stream / llm.embed nodes
   serve               serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, ...)
@@ -47,6 +49,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   info: infoCommand,
   models: modelsCommand,
   pull: pullCommand,
+  rerank: rerankCommand,
   run: runCommand,
   serve: serveCommand,
   'rpc-server': rpcServerCommand,

@@ -1,5 +1,5 @@
 import { LlamaError, toLlamaError } from '../errors';
-import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration, NativeGenerateOptions, NativeModel } from '../native/binding-types';
+import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration, NativeGenerateOptions, NativeInfill, NativeModel } from '../native/binding-types';
 
 // The in-process engine's TypeScript side: one Engine per native scheduler (binding/core/scheduler.h). It submits
 // requests by id, routes the scheduler's coalesced events to them, wires AbortSignals to cancel, and settles every
@@ -107,13 +107,18 @@ export class Engine {
   }
 
   /** Runs one generation; resolves with the native result (finishReason 'abort' when aborted while running). */
-  generate(prompt: string, options: NativeGenerateOptions, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration> {
-    return this.#submit(() => this.#native.generate(prompt, options, onText !== undefined), signal, onText) as Promise<NativeGeneration>;
+  generate(prompt: string, options: NativeGenerateOptions, signal: AbortSignal | undefined, onText?: (text: string) => void, infill?: NativeInfill): Promise<NativeGeneration> {
+    return this.#submit(() => this.#native.generate(prompt, options, onText !== undefined, infill), signal, onText) as Promise<NativeGeneration>;
   }
 
   /** Embeds texts in batches shared with other embed calls. */
   embed(texts: string[], normalize: boolean, signal: AbortSignal | undefined): Promise<Float32Array[]> {
     return this.#submit(() => this.#native.embed(texts, normalize), signal) as Promise<Float32Array[]>;
+  }
+
+  /** Scores documents against a query (a rank-pooling context): one Float32Array of n_cls_out scores each. */
+  rerank(query: string, documents: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
+    return this.#submit(() => this.#native.embed(documents, false, query), signal) as Promise<Float32Array[]>;
   }
 
   #submit(start: () => number, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration | Float32Array[]> {

@@ -102,6 +102,36 @@ export type NativeEvent =
   | { id: number; type: 'error'; code: string; message: string }
   | { id: number; type: 'embeddings'; vectors: Float32Array[] };
 
+/** An infill request's parts (binding/core/task.h InfillInput), every field filled in by lib/engine/text-tasks.ts. */
+export interface NativeInfill {
+  prefix: string;
+  suffix: string;
+  prompt: string;
+  extra: { filename: string; text: string }[];
+}
+
+/** Model.vocabulary(): special token ids (-1: none), llama_vocab_type, and what tokenizing adds. */
+export interface NativeVocabulary {
+  bos: number;
+  eos: number;
+  eot: number;
+  sep: number;
+  nl: number;
+  pad: number;
+  mask: number;
+  fimPre: number;
+  fimSuf: number;
+  fimMid: number;
+  fimPad: number;
+  fimRep: number;
+  fimSep: number;
+  addBos: boolean;
+  addEos: boolean;
+  addSep: boolean;
+  type: number;
+  size: number;
+}
+
 export interface NativeChatMessage {
   role: string;
   content: string;
@@ -117,10 +147,13 @@ export interface NativeTemplateLimits {
 export interface NativeModel {
   info(): NativeModelInfo;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
-  detokenize(tokens: Int32Array | number[], special: boolean): string;
+  detokenize(tokens: Int32Array | number[], removeSpecial: boolean, unparseSpecial: boolean): string;
   tokenizeAsync(text: string, addSpecial: boolean, parseSpecial: boolean, abort?: NativeAbortFlag): Promise<Int32Array>;
-  detokenizeAsync(tokens: Int32Array | number[], special: boolean, abort?: NativeAbortFlag): Promise<string>;
+  detokenizeAsync(tokens: Int32Array | number[], removeSpecial: boolean, unparseSpecial: boolean, abort?: NativeAbortFlag): Promise<string>;
   tokenToPiece(token: number, special: boolean): string;
+  /** Each token's piece (special tokens rendered), as bytes. */
+  tokenPieces(tokens: Int32Array | number[]): Uint8Array[];
+  vocabulary(): NativeVocabulary;
   /** `openaiJson`: optional `{ messages, tools }` in OpenAI's chat format, for templates that render tools. */
   applyChatTemplate(
     messages: NativeChatMessage[],
@@ -162,9 +195,9 @@ export interface NativeContextInfo {
 
 export interface NativeContext {
   /** Submits a generation; returns its id. Events for it arrive through createContext's onEvents. */
-  generate(prompt: string, options: NativeGenerateOptions, stream: boolean): number;
-  /** Submits texts to embed; returns the request id. */
-  embed(texts: string[], normalize: boolean): number;
+  generate(prompt: string, options: NativeGenerateOptions, stream: boolean, infill?: NativeInfill): number;
+  /** Submits texts to embed (with `rerankQuery`, documents to score against it: rank pooling); returns the request id. */
+  embed(texts: string[], normalize: boolean, rerankQuery?: string): number;
   cancel(id: number): void;
   info(): NativeContextInfo;
   /** Stops the scheduler (joined before it returns); final events are still delivered. */

@@ -59,7 +59,7 @@ interface Running {
   done: Promise<void>;
 }
 
-type Route = 'health' | 'metrics' | 'models' | 'model' | 'completions' | 'chat' | 'embeddings';
+type Route = 'health' | 'metrics' | 'models' | 'model' | 'completions' | 'chat' | 'embeddings' | 'rerank';
 
 const ROUTES: Record<string, { method: string; route: Route }> = {
   '/health': { method: 'GET', route: 'health' },
@@ -68,6 +68,7 @@ const ROUTES: Record<string, { method: string; route: Route }> = {
   '/v1/completions': { method: 'POST', route: 'completions' },
   '/v1/chat/completions': { method: 'POST', route: 'chat' },
   '/v1/embeddings': { method: 'POST', route: 'embeddings' },
+  '/v1/rerank': { method: 'POST', route: 'rerank' },
 };
 
 /** A backend error as the status and OpenAI error a client gets. A client's mistake is never a 500. */
@@ -82,6 +83,9 @@ function httpError(error: unknown, param: string | null): HttpError {
       return new HttpError(400, e.message, 'invalid_request_error', param, 'invalid_request');
     case 'ERR_CONTEXT_OVERFLOW':
       return new HttpError(400, e.message, 'invalid_request_error', param, 'context_length_exceeded');
+    case 'ERR_MODEL_UNSUPPORTED':
+      // As llama-server answers a request its model cannot serve (reranking without --reranking).
+      return new HttpError(501, e.message, 'not_supported_error', null, 'not_supported');
     case 'ERR_QUEUE_FULL':
       return new HttpError(503, e.message, 'server_error', null, 'queue_full', { 'retry-after': '1' });
     case 'ERR_DISPOSED':
@@ -187,7 +191,7 @@ function usage(r: LlmResult) {
  * gateway), on `node:http` alone: no framework, so an application can mount its handler anywhere and nothing
  * sits between the socket and the backend's stream (write backpressure and disconnects reach the generation).
  * Endpoints: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (server-sent events with
- * `stream: true`), `POST /v1/embeddings`, `GET /health`, `GET /metrics` (Prometheus text). Concurrency is the
+ * `stream: true`), `POST /v1/embeddings`, `POST /v1/rerank` (llama-server's shape), `GET /health`, `GET /metrics` (Prometheus text). Concurrency is the
  * backend's: requests go straight to it, and a local model runs `sequences` at once and queues the rest
  * (`maxQueued`, then 503). Call `listen()` on the result; everything runs on the JS thread.
  */
@@ -445,6 +449,31 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     }
   }
 
+  /** llama-server's (and Jina's) `/v1/rerank`: { query, documents, top_n } → results best first, index and relevance_score. */
+  async function rerank(res: ServerResponse, body: Record<string, unknown>): Promise<void> {
+    const { query, documents, top_n: topN, model: _model, ...rest } = body;
+    const unknown = Object.keys(rest);
+    if (unknown.length > 0) throw badRequest(`unknown field '${unknown[0]}' (known: query, documents, top_n, model)`);
+    if (topN !== undefined && (typeof topN !== 'number' || !Number.isInteger(topN) || topN < 0)) throw badRequest('top_n must be an integer >= 0');
+    if (!Array.isArray(documents) || documents.length === 0) throw badRequest('"documents" must be a non-empty string array');
+    const { entry, end } = track(res);
+    try {
+      const ranked = await backend.rerank(query as string, documents as string[], { ...(topN !== undefined ? { topN } : {}), signal: entry.controller.signal });
+      let tokens = 0;
+      if (backend instanceof LocalLlmBackend) {
+        const model = await backend.load();
+        for (const text of [query as string, ...(documents as string[])]) tokens += (await model.tokenizeAsync(text)).length;
+      }
+      const results = ranked.map((r) => ({ index: r.index, relevance_score: r.score }));
+      send(res, 200, JSON.stringify({ model: modelName, object: 'list', usage: { prompt_tokens: tokens, total_tokens: tokens }, results }));
+    } catch (error) {
+      if (res.destroyed) return;
+      throw httpError(error, 'documents');
+    } finally {
+      end();
+    }
+  }
+
   async function health(res: ServerResponse): Promise<void> {
     const status = await backend.healthCheck();
     if (sequences === undefined && status.ok && backend instanceof LocalLlmBackend) sequences = (await backend.load()).sequences;
@@ -494,6 +523,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     if (draining) throw new HttpError(503, 'the server is shutting down', 'server_error', null, 'server_shutting_down');
     const body = await readJson(req, res);
     if (known.route === 'embeddings') return embeddings(res, body);
+    if (known.route === 'rerank') return rerank(res, body);
     return generation(res, known.route, body);
   }
 

@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "llama.h"
+#include "prompt_format.h"
 #include "scheduler.h"
 #include "text_stream.h"
 #include "text_utils.h"
@@ -381,6 +382,31 @@ void TestGrammar(const std::shared_ptr<llama_model>& model) {
   CHECK(e4.kind == Event::Kind::Error && e4.code == "ERR_INVALID_SCHEMA", "unsupported schema: %s %s", e4.code.c_str(), e4.message.c_str());
 }
 
+// The rerank and infill layouts on a vocabulary without FIM tokens (stories260K: SentencePiece, adds BOS only):
+// the pair is [BOS] query document, and infill is a typed error, never a prompt without its FIM tokens.
+void TestPromptFormat(const std::shared_ptr<llama_model>& model) {
+  const llama_vocab* vocab = llama_model_get_vocab(model.get());
+  const std::vector<llama_token> q = Tokenize(vocab, "Once upon a time", false, false);
+  const std::vector<llama_token> d = Tokenize(vocab, "there was a cat", false, false);
+  std::vector<llama_token> expected;
+  if (llama_vocab_get_add_bos(vocab)) expected.push_back(llama_vocab_bos(vocab));
+  expected.insert(expected.end(), q.begin(), q.end());
+  if (llama_vocab_get_add_eos(vocab)) expected.push_back(llama_vocab_eos(vocab));
+  if (llama_vocab_get_add_sep(vocab)) expected.push_back(llama_vocab_sep(vocab));
+  expected.insert(expected.end(), d.begin(), d.end());
+  if (llama_vocab_get_add_eos(vocab)) expected.push_back(llama_vocab_eos(vocab));
+  CHECK(llama_vocab_get_add_bos(vocab) && expected.size() == q.size() + d.size() + 1, "stories260K adds BOS only");
+  CHECK(RerankTokens(model.get(), "Once upon a time", "there was a cat") == expected, "rerank pair layout");
+  CHECK(!HasFimTokens(vocab) && MissingFimTokens(vocab).find("prefix token is missing") == 0, "no FIM tokens: '%s'", MissingFimTokens(vocab).c_str());
+  std::string code;
+  try {
+    InfillTokens(vocab, InfillInput{"a", "b", "", {}}, 512, 16, 512);
+  } catch (const TeaError& e) {
+    code = e.code();
+  }
+  CHECK(code == "ERR_MODEL_UNSUPPORTED", "infill without FIM tokens: '%s'", code.c_str());
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: tea_core_tests CASE [MODEL.gguf]\n");
@@ -406,7 +432,7 @@ int main(int argc, char** argv) {
     const std::map<std::string, void (*)(const std::shared_ptr<llama_model>&)> cases = {
         {"batch", TestBatch}, {"prefix", TestPrefix}, {"abort", TestAbort},
         {"cache_full", TestCacheFull}, {"embeddings", TestEmbeddings}, {"queue", TestQueue},
-        {"tokenize_pieces", TestTokenizePieces}, {"grammar", TestGrammar}};
+        {"tokenize_pieces", TestTokenizePieces}, {"grammar", TestGrammar}, {"prompt_format", TestPromptFormat}};
     auto it = cases.find(name);
     if (it == cases.end()) {
       std::fprintf(stderr, "unknown case %s\n", name.c_str());

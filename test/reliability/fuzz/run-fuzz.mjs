@@ -34,6 +34,8 @@ export const EXPECTED_CODES = new Set([
   'ERR_TEMPLATE_NOT_FOUND',
   'ERR_TEMPLATE_UNSUPPORTED',
   'ERR_INVALID_ARGUMENT',
+  // pooling_type mutated to rank (4) on a model without a classifier head, which llama.cpp cannot serve.
+  'ERR_MODEL_UNSUPPORTED',
   // Weights or metadata mutated into values that compute NaN/Inf (a byte flipped in a tensor, a type relaid out).
   'ERR_NUMERIC',
 ]);
