@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, type LlamaModel } from '../lib';
+import { createLlmBackend, loadModel, type LlamaModel } from '../lib';
+import { cliEnv, ensureCliBuilt, runCli } from './support/cli';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { haveModel, modelPath, STORIES, strict } from './support/models';
 import { syntheticModel } from './support/synthetic';
@@ -146,6 +147,56 @@ describe.runIf(haveModel(STORIES))('speculative decoding on stories260K', () => 
     await expect(loadModel(path, { draftModel: 42 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(loadModel(path, { draftModel: '/nonexistent/draft.gguf' })).rejects.toMatchObject({ code: 'ERR_MODEL_NOT_FOUND' });
     await expect(loadModel(path, { draftModle: path } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('draftModel') });
+  });
+});
+
+describe.runIf(haveModel(STORIES))('speculative decoding through LlmBackend, settings and the CLI', () => {
+  const path = modelPath(STORIES);
+  const prompt = 'Once upon a time';
+
+  it('createLlmBackend passes the draft settings to the local model and reports acceptance', async () => {
+    await using plain = await loadModel(path, { contextSize: 512, threads: 2 });
+    const expected = await plain.complete(prompt, { maxTokens: 48, temperature: 0 });
+    const backend = await createLlmBackend({ modelPath: path, contextSize: 512, threads: 2, draftModel: path, draftMax: 4 });
+    try {
+      const r = await backend.call({ prompt, maxTokens: 48, temperature: 0 });
+      expect(r.text).toBe(expected.text);
+      expect(r.draftTokens).toBeGreaterThan(0);
+      expect(r.acceptedDraftTokens).toBeGreaterThan(0);
+    } finally {
+      await backend.dispose();
+    }
+    const yaml = await createLlmBackend({ settings: { llm: { model_path: path, n_ctx: 512, n_threads: 2, draft_ngram: true } } });
+    try {
+      expect((await yaml.call({ prompt, maxTokens: 48, temperature: 0 })).text).toBe(expected.text);
+    } finally {
+      await yaml.dispose();
+    }
+  });
+
+  it('the API backend says it cannot take draft settings', async () => {
+    await expect(createLlmBackend({ backend: 'api', api: { baseUrl: 'http://127.0.0.1:9' }, draftModel: path })).rejects.toMatchObject({
+      code: 'ERR_SETTINGS_INVALID',
+      message: expect.stringContaining('draftModel'),
+    });
+  });
+
+  it('tea-llama complete --draft-model / --draft-ngram prints the plain greedy text', async () => {
+    ensureCliBuilt();
+    const args = ['complete', '--model', path, '-c', '512', '--temperature', '0', '--max-tokens', '40'];
+    const [base, drafted, ngram, missing] = await Promise.all([
+      runCli([...args, prompt], { env: cliEnv() }),
+      runCli([...args, '--draft-model', path, '--draft-max', '4', '--draft-min', '1', prompt], { env: cliEnv() }),
+      runCli([...args, '--draft-ngram', prompt], { env: cliEnv() }),
+      runCli([...args, '--draft-model', '/nonexistent.gguf', prompt], { env: cliEnv() }),
+    ]);
+    expect(base.code).toBe(0);
+    expect(base.stdout.length).toBeGreaterThan(20);
+    expect(drafted.stderr).toBe('');
+    expect(drafted.stdout).toBe(base.stdout);
+    expect(ngram.stdout).toBe(base.stdout);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('ERR_MODEL_NOT_FOUND');
   });
 });
 
