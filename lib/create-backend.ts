@@ -160,6 +160,13 @@ export async function createLlmBackend(
         { path: 'llm.api.base_url (or LLM_API_BASE)', expected: 'an http:// or https:// URL when the backend is api', found: 'nothing' },
       ]);
     }
+    // A server drafts with its own model and settings (llama-server --spec-type, -md): none can be sent per request.
+    const draft = (['draftModel', 'draftMax', 'draftMin', 'draftNgram'] as const).find((k) => settings.sources[k] !== undefined && settings.sources[k] !== 'default');
+    if (draft) {
+      throw new SettingsError('the settings', [
+        { path: draft, expected: 'speculative decoding settings only with the local backend (an API server drafts as it was started: llama-server --spec-type, -md)', found: String(settings[draft]) },
+      ]);
+    }
     logger.info(`backend: api at ${apiWhere(settings)} (from ${chosenBy('backend')})`);
     return apiBackend(settings, logger);
   }
@@ -186,6 +193,10 @@ export async function createLlmBackend(
       ...(settings.rpcServers?.length ? { rpcServers: settings.rpcServers } : {}),
       chatFormat: settings.chatFormat,
       embedding: settings.embedding,
+      ...(settings.draftModel !== undefined ? { draftModel: settings.draftModel } : {}),
+      ...(settings.draftMax !== undefined ? { draftMax: settings.draftMax } : {}),
+      ...(settings.draftMin !== undefined ? { draftMin: settings.draftMin } : {}),
+      ...(settings.draftNgram ? { draftNgram: true } : {}),
       freeMemory: runtime.freeMemory,
       onLoadProgress: runtime.onLoadProgress,
       sequences: runtime.sequences,
@@ -199,6 +210,8 @@ export async function createLlmBackend(
       await local.dispose();
       if (error instanceof SettingsError) throw error;
       const e = toLlamaError(error);
+      // A draft model unlike the model is a mistake in the settings, not a reason to answer from elsewhere.
+      if (e.code === 'ERR_DRAFT_INCOMPATIBLE') throw e;
       cause = e;
       const invalid = e.code === 'ERR_MODEL_INVALID' || e.code === 'ERR_MODEL_VOCAB_ONLY';
       const what = invalid ? 'file invalid' : e.code === 'ERR_MODEL_NOT_FOUND' ? 'no model found' : 'load failed';

@@ -34,9 +34,10 @@ import {
 } from './engine/text-tasks';
 import { LlamaError, toLlamaError } from './errors';
 import { readGguf } from './gguf';
-import type { NativeAbortFlag, NativeChatParse, NativeGenerateOptions, NativeGrammarOptions, NativeInfill, NativeModel } from './native/binding-types';
+import type { NativeAbortFlag, NativeChatParse, NativeContextOptions, NativeGenerateOptions, NativeGrammarOptions, NativeInfill, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { checkHyperparameters, checkTensors } from './preflight';
+import { checkSpeculative, SPECULATIVE_KEYS } from './speculative';
 import { DEFAULT_RPC_CONNECT_TIMEOUT_MS, holdRpcServers, parseRpcEndpoint, preflightRpcServers } from './rpc';
 import type {
   ChatMessage,
@@ -86,8 +87,15 @@ interface ResolvedLoadOptions {
   pooling: number | undefined;
   /** The file has a classifier head (the tensors rank pooling needs). */
   hasClassifier: boolean;
+  /** Speculative decoding: the draft model (loaded beside this one) and the native context options. */
+  speculative?: ResolvedSpeculative;
   /** Releases the RPC servers the model holds (see lib/rpc.ts), after the native model is freed. */
   releaseRpc?: () => void;
+}
+
+interface ResolvedSpeculative {
+  draft: NativeModel | undefined;
+  options: Pick<NativeContextOptions, 'draftMax' | 'draftMin' | 'draftPMin' | 'ngram' | 'ngramSize' | 'ngramMax'>;
 }
 
 /** Texts one embedding decode may batch (each its own sequence of the embedding context). */
@@ -97,6 +105,7 @@ const LOAD_KEYS = [
   'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
   'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs', 'rpcTimeoutMs',
   'pooling',
+  ...SPECULATIVE_KEYS,
 ] as const;
 
 /**
@@ -664,6 +673,7 @@ export class LlamaModel implements AsyncDisposable {
       ...(structured.json ? { parsed: parseJson(text) } : {}),
       ...(toolCalls ? { toolCalls } : {}),
       ...(reasoningContent !== undefined ? { reasoningContent } : {}),
+      ...(this.#options.speculative ? { draftTokens: r.draftTokens, acceptedDraftTokens: r.acceptedDraftTokens } : {}),
     };
   }
 
@@ -775,6 +785,7 @@ export class LlamaModel implements AsyncDisposable {
       const settled = await Promise.allSettled(contexts);
       await Promise.all(settled.map((c) => (c.status === 'fulfilled' ? c.value.dispose() : undefined)));
       this.#native.dispose();
+      this.#options.speculative?.draft?.dispose();
       this.#options.releaseRpc?.();
     })();
     return this.#disposing;
@@ -825,11 +836,29 @@ export class LlamaModel implements AsyncDisposable {
       flashAttention: this.#options.flashAttention,
       sequences: this.#options.sequences,
       maxQueued: this.#options.maxQueued,
-    }).catch((error: unknown) => {
+      ...this.#options.speculative?.options,
+    }, this.#options.speculative?.draft).catch((error: unknown) => {
       this.#generation = undefined;
       throw error;
     });
     return this.#generation;
+  }
+
+  /**
+   * @internal Makes the model from loadModel(). With speculative decoding the generation context is made at once,
+   * so that a draft model llama.cpp finds incompatible fails the load (ERR_DRAFT_INCOMPATIBLE), not the first call.
+   */
+  static async open(native: NativeModel, info: ModelInfo, options: ResolvedLoadOptions): Promise<LlamaModel> {
+    const model = new LlamaModel(native, info, options);
+    if (options.speculative) {
+      try {
+        await model.#generationContext();
+      } catch (error) {
+        await model.dispose();
+        throw error;
+      }
+    }
+    return model;
   }
 
   #embeddingContext(pooling: number): Promise<Engine> {
@@ -881,6 +910,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const onProgress = optionalFunction<(progress: number) => void>(opts.onProgress, 'onProgress');
   const signal = optionalSignal(opts.signal);
   const rpc = checkRpcOptions(opts);
+  const spec = checkSpeculative(opts, vocabOnly);
   // With RPC servers and no gpuLayers, every layer goes to them: offloading nothing would leave them unused.
   const gpuLayers = gpuLayersOption ?? (rpc.rpcServers.length > 0 ? -1 : 0);
   if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'model load aborted');
@@ -940,7 +970,18 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const info: ModelInfo = { ...native.info(), path: absolute, fileSize };
   const trained = info.trainedContextLength > 0 ? info.trainedContextLength : DEFAULT_MAX_CONTEXT;
   const resolvedContext = contextSize ?? Math.min(trained, DEFAULT_MAX_CONTEXT);
-  return new LlamaModel(native, info, {
+  let speculative: ResolvedSpeculative | undefined;
+  if (spec) {
+    try {
+      speculative = { options: spec.options, draft: spec.draftPath ? await loadDraft(spec.draftPath, { gpuLayers, useMmap }, signal) : undefined };
+    } catch (error) {
+      native.dispose();
+      releaseRpc();
+      throw error;
+    }
+  }
+  return LlamaModel.open(native, info, {
+    speculative,
     contextSize: resolvedContext,
     embeddingContextSize: embeddingContextSize ?? Math.min(resolvedContext, 1024),
     threads,
@@ -953,4 +994,23 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     hasClassifier,
     releaseRpc,
   });
+}
+
+/** Loads the draft model of speculative decoding, with the checks loadModel makes of any model file. */
+async function loadDraft(path: string, options: { gpuLayers: number; useMmap: boolean }, signal: AbortSignal | undefined): Promise<NativeModel> {
+  const gguf = await readGguf(path);
+  if (gguf.tensors.length === 0) throw new LlamaError('ERR_MODEL_VOCAB_ONLY', `the draft model ${path} holds no weights (a vocabulary-only file)`);
+  checkHyperparameters(gguf, path);
+  checkTensors(gguf, path);
+  const flag = new (getBinding().AbortFlag)();
+  const unlink = linkSignal(signal, flag);
+  const untrack = track(flag);
+  try {
+    return await getBinding().loadModel(path, options, undefined, flag);
+  } catch (error) {
+    throw toLlamaError(error);
+  } finally {
+    unlink();
+    untrack();
+  }
 }

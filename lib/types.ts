@@ -68,6 +68,30 @@ export interface LoadModelOptions {
    * (some model shapes run faster one way on some CPUs: see README, Performance). Default `'auto'`.
    */
   flashAttention?: 'auto' | 'on' | 'off';
+  /**
+   * Speculative decoding with a draft model: the path of a smaller GGUF with the same vocabulary (llama.cpp's
+   * compatibility check; ERR_DRAFT_INCOMPATIBLE otherwise, at load). It drafts tokens for every generation of this
+   * model, which verifies them in one decode (llama-server's `--spec-type draft-simple -md`). Greedy output is the
+   * same as without it. Loaded with this model's `gpuLayers` and `useMmap`. Default: none.
+   */
+  draftModel?: string;
+  /**
+   * Most tokens drafted per step: the draft model's (`--spec-draft-n-max`, default 3) and n-gram drafting's
+   * (`--spec-ngram-simple-size-m`, default 48).
+   */
+  draftMax?: number;
+  /** Fewest tokens a draft model's draft may have to be used (`--spec-draft-n-min`). Default 0. */
+  draftMin?: number;
+  /** A draft model stops drafting at a token below this probability (`--spec-draft-p-min`). Default 0. */
+  draftPMin?: number;
+  /**
+   * Prompt-lookup speculative decoding without a second model: the last `draftNgramSize` tokens are looked up in
+   * the sequence so far and what followed them is the draft (llama.cpp's ngram-simple, `--spec-type ngram-simple`).
+   * With `draftModel` too, an n-gram draft is tried first. Default false.
+   */
+  draftNgram?: boolean;
+  /** Tokens of the n-gram looked up (`--spec-ngram-simple-size-n`). Default 12. */
+  draftNgramSize?: number;
   /** Called with load progress in [0, 1]. */
   onProgress?: (progress: number) => void;
   /** Aborts the load; the promise rejects with ERR_ABORTED. */
@@ -132,6 +156,12 @@ export interface GenerationResult {
   toolCalls?: ToolCall[];
   /** The reasoning ("thinking") text, apart from `text`, when `reasoningFormat` separates it. */
   reasoningContent?: string;
+  /**
+   * Speculative decoding (`draftModel`, `draftNgram`): tokens drafted for this generation, and those the model
+   * accepted (llama-server's `timings.draft_n` and `draft_n_accepted`); the acceptance rate is their ratio.
+   */
+  draftTokens?: number;
+  acceptedDraftTokens?: number;
 }
 /** @deprecated the old name of {@link GenerationResult}. */
 export type CompletionResult = GenerationResult;

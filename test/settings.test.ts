@@ -36,6 +36,10 @@ llm:
   rpc_servers: [10.0.0.5:50052, "gpu-box:50052"]
   chat_format: chatml
   embedding: true
+  draft_model: ~/models/phi-draft.gguf
+  draft_max: 8
+  draft_min: 2
+  draft_ngram: true
   temperature: 0.2
   max_tokens: 256
   top_p: 0.9
@@ -64,6 +68,10 @@ describe('settings', () => {
       rpcServers: ['10.0.0.5:50052', 'gpu-box:50052'],
       chatFormat: 'chatml',
       embedding: true,
+      draftModel: join(home, 'models', 'phi-draft.gguf'),
+      draftMax: 8,
+      draftMin: 2,
+      draftNgram: true,
       temperature: 0.2,
       maxTokens: 256,
       topP: 0.9,

@@ -136,7 +136,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     );
     expect(issues.map((i) => `${i.path}: ${i.problem}`)).toEqual([
       'settings.model_path: LLM settings go under settings.llm (settings.llm.model_path)',
-      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
+      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
       'settings.llm.temperature: expected a number from 0 to 100, got -1 (number)',
       'state_schema.count: unknown type "integr" (known: str, int, float, bool, list, dict, any); did you mean "integer"?',
     ]);

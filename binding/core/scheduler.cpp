@@ -65,7 +65,8 @@ struct Scheduler::EmbeddingJob {
   bool failed = false;
 };
 
-Scheduler::Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, SchedulerOptions options, EventSink* sink)
+Scheduler::Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, SchedulerOptions options, EventSink* sink,
+                     std::unique_ptr<Speculation> speculation)
     : ctx_(ctx),
       keepAlive_(std::move(keepAlive)),
       model_(llama_get_model(ctx)),
@@ -76,7 +77,8 @@ Scheduler::Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, 
       nBatch_(llama_n_batch(ctx)),
       nUbatch_(llama_n_ubatch(ctx)),
       pooling_(static_cast<int32_t>(llama_pooling_type(ctx))),
-      vocabSize_(llama_vocab_n_tokens(vocab_)) {
+      vocabSize_(llama_vocab_n_tokens(vocab_)),
+      spec_(std::move(speculation)) {
   options_.sequences = std::max<int32_t>(1, std::min<int32_t>(options_.sequences, static_cast<int32_t>(llama_n_seq_max(ctx))));
   if (options_.sequenceLimit <= 0 || options_.sequenceLimit > static_cast<int32_t>(nCtx_)) options_.sequenceLimit = static_cast<int32_t>(nCtx_);
   slots_.resize(static_cast<size_t>(options_.sequences));
@@ -221,6 +223,7 @@ void Scheduler::Loop() {
   }
   Publish(events);
   for (Slot& slot : slots_) slot.sampler.reset();
+  spec_.reset();  // its draft context, on the thread that ran its decodes
   // A lost RPC server that only async commands met is reported by the next synchronize, which must not be the one
   // in llama_context's destructor (an exception there ends the process): take it here.
   try {
@@ -250,6 +253,7 @@ void Scheduler::Step(std::vector<Event>& events) {
     if (slot.state != SlotState::Free && slot.cancelled->load()) Finish(slot, "abort", events);
   }
   Admit(events);
+  if (spec_) DraftSlots();
   BuildBatch();
   if (batch_.n_tokens == 0) return;
   if (Decode(events)) SampleSlots(events);
@@ -297,7 +301,8 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   // Before the slot is chosen: a grammar or schema llama.cpp rejects fails the request before any token.
   SamplerPtr sampler;
   std::set<llama_token> preserved;
-  if (!task.sampling.plainGreedy() || !task.grammar.empty()) {
+  // A speculative context verifies drafts with llama.cpp's sample-and-accept, which takes a sampler (greedy too).
+  if (spec_ || !task.sampling.plainGreedy() || !task.grammar.empty()) {
     try {
       sampler = MakeSampler(model_, task.sampling, task.grammar, static_cast<int32_t>(nCtx_), &preserved);
     } catch (const TeaError& e) {
@@ -323,6 +328,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
     llama_memory_seq_rm(memory, slot.id, -1, -1);
     keep = 0;
   }
+  if (spec_) spec_->Remove(slot.id, static_cast<llama_pos>(keep), -1);
   slot.cached.resize(keep);
 
   slot.state = SlotState::Prompt;
@@ -331,6 +337,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   slot.prompt = std::move(prompt);
   slot.promptDone = keep;
   slot.next = -1;
+  slot.draft.clear();
   slot.sampler = std::move(sampler);
   slot.preserved = std::move(preserved);
   slot.stream = TextStream(slot.task.stop);
@@ -370,8 +377,10 @@ void Scheduler::BuildBatch() {
     slot.batchTokens = 0;
     if (slot.state != SlotState::Generating) continue;
     slot.batchIndex = batch_.n_tokens;
-    slot.batchTokens = 1;
-    AddToken(batch_, slot.next, static_cast<llama_pos>(slot.cached.size()), slot.id, true);
+    slot.batchTokens = 1 + static_cast<int32_t>(slot.draft.size());
+    const auto pos = static_cast<llama_pos>(slot.cached.size());
+    AddToken(batch_, slot.next, pos, slot.id, true);
+    for (size_t i = 0; i < slot.draft.size(); ++i) AddToken(batch_, slot.draft[i], pos + 1 + static_cast<llama_pos>(i), slot.id, true);
     inBatch_.push_back(&slot);
   }
   // Prompt chunks share what is left of n_batch evenly; a share one slot cannot use goes to the others.
@@ -417,6 +426,11 @@ bool Scheduler::Decode(std::vector<Event>& events) {
     if (batch_.n_tokens == 0) return false;
     if (options_.onBatch) options_.onBatch(batch_);
     const int32_t status = llama_decode(ctx_, batch_);
+    if (status == 0 && spec_ && !spec_->Process(batch_)) {
+      for (Slot* slot : inBatch_) Fail(*slot, "ERR_DECODE", "the draft model failed to decode the batch", events);
+      inBatch_.clear();
+      return false;
+    }
     if (status == 0) return true;
     if (status == 2 || abortAll_.load()) {
       // Every request in the batch was cancelled (or the scheduler stops): forget what the interrupted decode
@@ -431,6 +445,7 @@ bool Scheduler::Decode(std::vector<Event>& events) {
       for (Slot& slot : slots_) {
         if (slot.state == SlotState::Free && !slot.cached.empty()) {
           llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, -1, -1);
+          if (spec_) spec_->Remove(slot.id, -1, -1);
           slot.cached.clear();
           freed = true;
         }
@@ -444,6 +459,7 @@ bool Scheduler::Decode(std::vector<Event>& events) {
         victim->stats.contextFull = true;
         Finish(*victim, "length", events);
         llama_memory_seq_rm(llama_get_memory(ctx_), victim->id, -1, -1);
+        if (spec_) spec_->Remove(victim->id, -1, -1);
         victim->cached.clear();
       }
       BuildBatch();
@@ -485,36 +501,91 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       Finish(slot, "length", events);
       continue;
     }
+    if (!slot.draft.empty()) {
+      SampleDraft(slot, events);
+      continue;
+    }
     const float* logits = llama_get_logits_ith(ctx_, slot.batchIndex);
     if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
     const llama_token token = slot.sampler ? Sample(slot.sampler.get(), ctx_, slot.batchIndex) : ArgMax(logits, vocabSize_);
-    // A model whose metadata makes it compute NaN (rope.freq_base = 0, ...) would sample garbage: one float per
-    // step tells (a NaN row yields a NaN for whatever token comes out of it).
-    if (!std::isfinite(logits[token])) {
-      Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
-      continue;
+    if (EmitToken(slot, token, slot.batchIndex, events) && spec_ && slot.stats.completionTokens == 1) spec_->Begin(slot.id, slot.cached);
+  }
+}
+
+bool Scheduler::EmitToken(Slot& slot, llama_token token, int32_t index, std::vector<Event>& events) {
+  // A model whose metadata makes it compute NaN (rope.freq_base = 0, ...) would sample garbage: one float per
+  // step tells (a NaN row yields a NaN for whatever token comes out of it).
+  const float* logits = llama_get_logits_ith(ctx_, index);
+  if (logits == nullptr) throw TeaError("ERR_DECODE", "llama.cpp returned no logits");
+  if (!std::isfinite(logits[token])) {
+    Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
+    return false;
+  }
+  if (llama_vocab_is_eog(vocab_, token)) {
+    Finish(slot, "stop", events);
+    return false;
+  }
+  ++slot.stats.completionTokens;
+  const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/slot.preserved.count(token) != 0));
+  if (slot.task.stream && !text.empty()) {
+    Event e;
+    e.id = slot.task.id;
+    e.text = text;
+    events.push_back(std::move(e));
+  }
+  if (slot.stream.stopped()) {
+    Finish(slot, "stop", events);
+    return false;
+  }
+  const int32_t maxTokens = slot.task.maxTokens;
+  if (maxTokens >= 0 && slot.stats.completionTokens >= maxTokens) {
+    Finish(slot, "length", events);  // no need to decode a token nothing will follow
+    return false;
+  }
+  slot.next = token;
+  return true;
+}
+
+// As llama-server: each generating slot drafts up to what its context, its maxTokens and the batch leave room for.
+void Scheduler::DraftSlots() {
+  int32_t generating = 0;
+  for (const Slot& slot : slots_) generating += slot.state == SlotState::Generating ? 1 : 0;
+  if (generating == 0) return;
+  const int32_t share = (static_cast<int32_t>(nBatch_) - generating) / generating;
+  std::vector<Slot*> drafting;
+  for (Slot& slot : slots_) {
+    slot.draft.clear();
+    if (slot.state != SlotState::Generating) continue;
+    // One cell stays free past the draft: the token sampled after it.
+    int32_t nMax = std::min(share, options_.sequenceLimit - static_cast<int32_t>(slot.cached.size()) - 2);
+    if (slot.task.maxTokens >= 0) nMax = std::min(nMax, slot.task.maxTokens - slot.stats.completionTokens - 1);
+    if (nMax <= 0) continue;
+    spec_->Request(slot.id, static_cast<llama_pos>(slot.cached.size()), slot.next, &slot.cached, &slot.draft, nMax);
+    drafting.push_back(&slot);
+  }
+  spec_->Draft();
+  for (Slot* slot : drafting) slot->stats.draftTokens += static_cast<int32_t>(slot->draft.size());
+}
+
+void Scheduler::SampleDraft(Slot& slot, std::vector<Event>& events) {
+  const size_t start = slot.cached.size();  // `next` is already in it
+  const std::vector<llama_token> ids = VerifyDraft(slot.sampler.get(), ctx_, slot.batchIndex, slot.draft);
+  const int32_t accepted = static_cast<int32_t>(ids.size()) - 1;
+  spec_->Accept(slot.id, accepted);
+  slot.stats.acceptedDraftTokens += accepted;
+  // The accepted drafts stay in the KV cache (the last sampled token is the next `next`); the rest go.
+  slot.cached.insert(slot.cached.end(), ids.begin(), ids.begin() + accepted);
+  slot.draft.clear();
+  llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
+  spec_->Remove(slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
+  // Token by token, as if each had come from its own step: stop strings, EOG and maxTokens end it exactly there.
+  for (size_t j = 0; j < ids.size(); ++j) {
+    if (j > 0 && static_cast<int32_t>(start + j) >= options_.sequenceLimit) {
+      slot.stats.contextFull = true;
+      Finish(slot, "length", events);
+      return;
     }
-    if (llama_vocab_is_eog(vocab_, token)) {
-      Finish(slot, "stop", events);
-      continue;
-    }
-    ++slot.stats.completionTokens;
-    const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/slot.preserved.count(token) != 0));
-    if (slot.task.stream && !text.empty()) {
-      Event e;
-      e.id = slot.task.id;
-      e.text = text;
-      events.push_back(std::move(e));
-    }
-    if (slot.stream.stopped()) {
-      Finish(slot, "stop", events);
-      continue;
-    }
-    if (maxTokens >= 0 && slot.stats.completionTokens >= maxTokens) {
-      Finish(slot, "length", events);  // no need to decode a token nothing will follow
-      continue;
-    }
-    slot.next = token;
+    if (!EmitToken(slot, ids[j], slot.batchIndex + static_cast<int32_t>(j), events)) return;
   }
 }
 
@@ -543,6 +614,7 @@ void Scheduler::Finish(Slot& slot, const std::string& reason, std::vector<Event>
   slot.state = SlotState::Free;
   slot.lastUsed = steps_;
   slot.sampler.reset();
+  slot.draft.clear();
   slot.batchIndex = -1;
   std::lock_guard<std::mutex> lock(mutex_);
   Untrack(slot.task.id);
@@ -551,6 +623,8 @@ void Scheduler::Finish(Slot& slot, const std::string& reason, std::vector<Event>
 void Scheduler::Fail(Slot& slot, const std::string& code, const std::string& message, std::vector<Event>& events) {
   events.push_back(ErrorEvent(slot.task.id, code, message));
   llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, -1, -1);
+  if (spec_) spec_->Remove(slot.id, -1, -1);
+  slot.draft.clear();
   slot.cached.clear();
   slot.state = SlotState::Free;
   slot.lastUsed = steps_;
@@ -569,6 +643,7 @@ void Scheduler::Untrack(uint64_t id) {
 void Scheduler::DropSequence(Slot& slot) {
   // Cells past what `cached` records may hold half-written state.
   llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
+  if (spec_) spec_->Remove(slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
 }
 
 // ---- embeddings ------------------------------------------------------------------------------------------------

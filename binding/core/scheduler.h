@@ -30,6 +30,7 @@
 
 #include "llama.h"
 #include "sampler.h"
+#include "speculation.h"
 #include "task.h"
 #include "text_stream.h"
 
@@ -49,8 +50,10 @@ class Scheduler {
   using Clock = std::chrono::steady_clock;
 
   // Takes ownership of `ctx` (freed on the scheduler thread, which ran its decodes). `keepAlive` keeps the model
-  // that `ctx` was made from alive for as long as the scheduler runs.
-  Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, SchedulerOptions options, EventSink* sink);
+  // that `ctx` was made from alive for as long as the scheduler runs. `speculation`: speculative decoding for every
+  // generation of this context (drafted before each batch, verified in it; see speculation.h), or null.
+  Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, SchedulerOptions options, EventSink* sink,
+            std::unique_ptr<Speculation> speculation = nullptr);
   // Stops: running and queued work ends (see Stop), the thread is joined and the context freed.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -77,6 +80,7 @@ class Scheduler {
   uint32_t batchSize() const { return nBatch_; }
   uint32_t microBatchSize() const { return nUbatch_; }
   int32_t pooling() const { return pooling_; }
+  bool speculative() const { return spec_ != nullptr; }
 
  private:
   using Task = std::variant<GenerationTask, EmbeddingTask>;
@@ -99,6 +103,7 @@ class Scheduler {
     llama_token next = -1;               // sampled, not yet decoded
     int32_t batchIndex = -1;             // index of its logits in the current batch, -1: none
     int32_t batchTokens = 0;             // tokens it has in the current batch
+    std::vector<llama_token> draft;      // speculative: drafted after `next`, in the batch after it
     SamplerPtr sampler;  // null for plain greedy without a grammar
     std::set<llama_token> preserved;     // tokens rendered as text (a grammar's tool-call markup), as llama-server
     TextStream stream;
@@ -119,6 +124,12 @@ class Scheduler {
   // aborted (the slots involved have then been finished).
   bool Decode(std::vector<Event>& events);
   void SampleSlots(std::vector<Event>& events);
+  // Speculative decoding: drafts for every generating slot, within what is left of n_batch, before BuildBatch.
+  void DraftSlots();
+  // Verifies a slot's draft against the batch's logits (llama.cpp's sample-and-accept) and emits what it accepted.
+  void SampleDraft(Slot& slot, std::vector<Event>& events);
+  // Emits one sampled token (its logits at batch index `index`); false when the slot finished on it.
+  bool EmitToken(Slot& slot, llama_token token, int32_t index, std::vector<Event>& events);
   void Finish(Slot& slot, const std::string& reason, std::vector<Event>& events);
   void Fail(Slot& slot, const std::string& code, const std::string& message, std::vector<Event>& events);
   void DropSequence(Slot& slot);
@@ -153,6 +164,7 @@ class Scheduler {
   llama_batch batch_{};
   std::vector<Slot*> inBatch_;
   std::list<EmbeddingJob> embeddingJobs_;
+  std::unique_ptr<Speculation> spec_;
   uint64_t steps_ = 0;
   uint32_t abortChecks_ = 0;
 

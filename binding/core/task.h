@@ -90,6 +90,8 @@ struct GenerationStats {
   double generationMs = 0;  // first sampled token to the end
   double firstTokenMs = 0;  // submit to the first sampled token
   int32_t slot = -1;        // the sequence that ran it
+  int32_t draftTokens = 0;          // speculative decoding: tokens drafted for it
+  int32_t acceptedDraftTokens = 0;  // and those the model accepted
 };
 
 // One event for JavaScript. Text events of the same request that are waiting together are merged.

@@ -15,6 +15,8 @@ Napi::Object StatsObject(Napi::Env env, const GenerationStats& s) {
   out.Set("completionTokens", s.completionTokens);
   out.Set("finishReason", s.finishReason);
   out.Set("contextFull", s.contextFull);
+  out.Set("draftTokens", s.draftTokens);
+  out.Set("acceptedDraftTokens", s.acceptedDraftTokens);
   out.Set("sequence", s.slot);
   Napi::Object timings = Napi::Object::New(env);
   timings.Set("queuedMs", s.queuedMs);

@@ -168,6 +168,13 @@ ContextOptions ContextOptions::Parse(const Napi::Value& value) {
   o.flashAttention = static_cast<int32_t>(Number(obj, "flashAttention", o.flashAttention, LLAMA_FLASH_ATTN_TYPE_AUTO, LLAMA_FLASH_ATTN_TYPE_ENABLED, true));
   o.sequences = static_cast<int32_t>(Number(obj, "sequences", o.sequences, 1, 256, true));  // LLAMA_MAX_SEQ
   o.maxQueued = static_cast<int32_t>(Number(obj, "maxQueued", o.maxQueued, 0, INT32_MAX, true));
+  SpeculativeOptions& s = o.speculative;
+  s.draftMax = static_cast<int32_t>(Number(obj, "draftMax", s.draftMax, 1, 1024, true));
+  s.draftMin = static_cast<int32_t>(Number(obj, "draftMin", s.draftMin, 0, s.draftMax, true));
+  s.draftPMin = static_cast<float>(Number(obj, "draftPMin", s.draftPMin, 0, 1, false));
+  s.ngram = Bool(obj, "ngram", s.ngram);
+  s.ngramSize = static_cast<int32_t>(Number(obj, "ngramSize", s.ngramSize, 1, 1024, true));  // llama.cpp's bounds
+  s.ngramMax = static_cast<int32_t>(Number(obj, "ngramMax", s.ngramMax, 1, 1024, true));
   return o;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "speculation.h"
 #include "task.h"
 
 namespace tea {
@@ -39,6 +40,8 @@ struct ContextOptions {
   int32_t flashAttention = LLAMA_FLASH_ATTN_TYPE_AUTO;  // llama_flash_attn_type: -1 auto, 0 off, 1 on
   int32_t sequences = 4;     // parallel sequences (n_seq_max), one unified KV cache
   int32_t maxQueued = 1024;  // requests that may wait for a free sequence
+  // Speculative decoding (draftMax, draftMin, draftPMin, ngram, ngramSize, ngramMax); used with a draft model or ngram.
+  SpeculativeOptions speculative;
 
   static ContextOptions Parse(const Napi::Value& value);
 };

@@ -41,12 +41,12 @@ Napi::Function Context::Define(Napi::Env env) {
 }
 
 Napi::Object Context::Create(Napi::Env env, ModelPtr model, llama_context* ctx, SchedulerOptions options, Napi::Object modelObject,
-                             Napi::Function onEvents) {
+                             Napi::Function onEvents, std::unique_ptr<Speculation> speculation) {
   Napi::Object object = AddonData::Of(env)->contextClass.New({});
   Context* context = Context::Unwrap(object);
   context->channel_ = std::make_unique<EventChannel>(env, onEvents);
   context->embeddings_ = options.embeddings;
-  context->scheduler_ = std::make_unique<Scheduler>(ctx, std::move(model), options, context->channel_.get());
+  context->scheduler_ = std::make_unique<Scheduler>(ctx, std::move(model), options, context->channel_.get(), std::move(speculation));
   context->model_ = Napi::Persistent(modelObject);
   // worker.terminate() tears the environment down without a dispose(): the scheduler must stop first.
   context->env_ = env;
@@ -132,6 +132,7 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
     out.Set("queued", counts.queued);
     out.Set("embeddings", embeddings_);
     out.Set("pooling", s.pooling());
+    out.Set("speculative", s.speculative());
     return out;
   });
 }

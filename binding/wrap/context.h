@@ -19,7 +19,7 @@ class Context : public Napi::ObjectWrap<Context> {
   static Napi::Function Define(Napi::Env env);
   // Main thread: wraps a created llama_context; `model` is the JS Model it came from, kept alive by this context.
   static Napi::Object Create(Napi::Env env, ModelPtr model, llama_context* ctx, SchedulerOptions options, Napi::Object modelObject,
-                             Napi::Function onEvents);
+                             Napi::Function onEvents, std::unique_ptr<Speculation> speculation = nullptr);
 
   explicit Context(const Napi::CallbackInfo& info);
   ~Context() override;

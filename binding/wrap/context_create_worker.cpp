@@ -8,18 +8,21 @@
 namespace tea {
 
 ContextCreateWorker::ContextCreateWorker(Napi::Env env, ModelPtr model, Napi::Object modelObject, ContextOptions options,
-                                         Napi::Function onEvents)
+                                         Napi::Function onEvents, ModelPtr draft)
     : PromiseWorker(env, "tea-llama:ContextCreate"),
       model_(std::move(model)),
       modelObject_(Napi::Persistent(modelObject)),
       onEvents_(Napi::Persistent(onEvents)),
-      options_(options) {}
+      options_(options),
+      draft_(std::move(draft)) {}
 
 ContextCreateWorker::~ContextCreateWorker() {
+  speculation_.reset();  // before the target context it drafts for
   if (ctx_ != nullptr) llama_free(ctx_);  // created, but never handed to a scheduler
 }
 
 void ContextCreateWorker::Run() {
+  const bool speculative = !options_.embeddings && (draft_ != nullptr || options_.speculative.ngram);
   llama_context_params params = llama_context_default_params();
   params.n_ctx = options_.contextSize;
   params.n_batch = options_.batchSize;
@@ -50,6 +53,13 @@ void ContextCreateWorker::Run() {
     // outputs (512 x n_vocab floats: 64 MiB for a 32k vocabulary).
     params.n_outputs_max = static_cast<uint32_t>(options_.sequences);
     params.n_outputs_max_per_seq = 1;
+    if (speculative) {
+      // As llama-server (common_speculative_get_output_limits): a generating sequence's batch holds its sampled
+      // token and its draft, each with logits.
+      const uint32_t perSequence = std::min<uint32_t>(params.n_batch, static_cast<uint32_t>(Speculation::OutputsPerSequence(options_.speculative, draft_ != nullptr)));
+      params.n_outputs_max = std::min<uint32_t>(params.n_batch, perSequence * static_cast<uint32_t>(options_.sequences));
+      params.n_outputs_max_per_seq = perSequence;
+    }
   }
   // One KV cache shared by every sequence, as llama-server does: a long request may use what the others do not.
   // A single sequence has nothing to share, and a unified cache makes llama.cpp check all LLAMA_MAX_SEQ (256)
@@ -69,6 +79,26 @@ void ContextCreateWorker::Run() {
   }
   // Rank pooling yields n_cls_out scores per text, not n_embd values: the scheduler reads that many (and lib/model.ts
   // refuses rank pooling to a model without a classifier head, which llama.cpp would abort on).
+  if (speculative) {
+    llama_context* draftCtx = nullptr;
+    if (draft_) {
+      // The draft context mirrors the target's KV cache sequence for sequence and decodes the target's batches (as
+      // common_speculative_init_result makes it for llama-server): the same cells, batch and sequences.
+      llama_context_params dp = params;
+      dp.n_ctx = llama_n_ctx(ctx);
+      dp.n_outputs_max = static_cast<uint32_t>(options_.sequences);
+      dp.n_outputs_max_per_seq = 1;
+      dp.pooling_type = LLAMA_POOLING_TYPE_UNSPECIFIED;
+      TakeLastError();
+      draftCtx = llama_init_from_model(draft_->model, dp);
+      if (draftCtx == nullptr) {
+        const std::string reason = TakeLastError();
+        throw TeaError("ERR_CONTEXT_CREATE", "llama.cpp could not create the draft model's context" + (reason.empty() ? "" : ": " + reason));
+      }
+    }
+    // Takes the draft context (freed on a throw); keeps the draft model alive with it.
+    speculation_ = std::make_unique<Speculation>(ctx, draftCtx, draft_, options_.speculative, options_.sequences);
+  }
 }
 
 Napi::Value ContextCreateWorker::Result(Napi::Env env) {
@@ -80,7 +110,7 @@ Napi::Value ContextCreateWorker::Result(Napi::Env env) {
   options.sequenceLimit = options_.contextSize > 0 ? static_cast<int32_t>(std::min(options_.contextSize, llama_n_ctx(ctx_))) : 0;
   llama_context* ctx = ctx_;
   ctx_ = nullptr;
-  return Context::Create(env, model_, ctx, options, modelObject_.Value(), onEvents_.Value());
+  return Context::Create(env, model_, ctx, options, modelObject_.Value(), onEvents_.Value(), std::move(speculation_));
 }
 
 }  // namespace tea

@@ -13,12 +13,13 @@ namespace tea {
 class ContextCreateWorker : public PromiseWorker {
  public:
   // Main thread. `modelObject` is the JS Model object (the new Context keeps it alive); `onEvents` receives the
-  // context's events.
-  ContextCreateWorker(Napi::Env env, ModelPtr model, Napi::Object modelObject, ContextOptions options, Napi::Function onEvents);
+  // context's events; `draft`, if any, the draft model of its speculative decoding.
+  ContextCreateWorker(Napi::Env env, ModelPtr model, Napi::Object modelObject, ContextOptions options, Napi::Function onEvents,
+                      ModelPtr draft = nullptr);
   ~ContextCreateWorker() override;
 
  protected:
-  // Worker thread: llama_init_from_model.
+  // Worker thread: llama_init_from_model (and the draft model's context and speculation, with speculative decoding).
   void Run() override;
   // Main thread.
   Napi::Value Result(Napi::Env env) override;
@@ -29,6 +30,8 @@ class ContextCreateWorker : public PromiseWorker {
   Napi::FunctionReference onEvents_;
   ContextOptions options_;
   llama_context* ctx_ = nullptr;
+  ModelPtr draft_;
+  std::unique_ptr<Speculation> speculation_;
 };
 
 }  // namespace tea

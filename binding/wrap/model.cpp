@@ -333,7 +333,17 @@ Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
     if (info_.vocabOnly) throw TeaError("ERR_MODEL_VOCAB_ONLY", "the model was loaded with vocabOnly: it has no weights to run");
     ContextOptions options = ContextOptions::Parse(info[0]);
     if (!info[1].IsFunction()) throw TeaError("ERR_INVALID_ARGUMENT", "onEvents must be a function");
-    auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options, info[1].As<Napi::Function>());
+    ModelPtr draft;
+    if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+      if (!info[2].IsObject() || !info[2].As<Napi::Object>().InstanceOf(AddonData::Of(info.Env())->modelClass.Value())) {
+        throw TeaError("ERR_INVALID_ARGUMENT", "the draft model must be a loaded model");
+      }
+      const Model* other = Model::Unwrap(info[2].As<Napi::Object>());
+      if (other->info_.vocabOnly) throw TeaError("ERR_MODEL_VOCAB_ONLY", "the draft model was loaded with vocabOnly: it has no weights to run");
+      draft = other->handle();
+    }
+    if (options.embeddings && (draft || options.speculative.ngram)) throw TeaError("ERR_INVALID_ARGUMENT", "an embedding context does not generate: no speculative decoding");
+    auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options, info[1].As<Napi::Function>(), std::move(draft));
     worker->Queue();
     return worker->Promise();
   });

@@ -83,7 +83,8 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value ApplyChatTemplateSync(const Napi::CallbackInfo& info);
   // Main thread: reads the arguments of either form into a job.
   ChatRenderJob PrepareRender(const Napi::CallbackInfo& info);
-  // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<Context>
+  // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void, draft?: Model): Promise<Context>
+  // (`draft`: a draft model for speculative decoding, kept alive by the context)
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -58,6 +58,9 @@ export interface EngineResult {
   parsed?: unknown;
   toolCalls?: ToolCall[];
   reasoningContent?: string;
+  /** Speculative decoding (a local model with a draft): tokens drafted and accepted. */
+  draftTokens?: number;
+  acceptedDraftTokens?: number;
 }
 
 /** A checked request and the caller's signal. */
@@ -281,6 +284,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
       ...(structured.json ? { parsed: engine.parsed ?? parseJson(engine.content) } : {}),
       ...(engine.toolCalls !== undefined ? { toolCalls: engine.toolCalls } : {}),
       ...(engine.reasoningContent !== undefined ? { reasoningContent: engine.reasoningContent } : {}),
+      ...(engine.draftTokens !== undefined ? { draftTokens: engine.draftTokens, acceptedDraftTokens: engine.acceptedDraftTokens } : {}),
     };
     // The engine's own timings when it has them; the first chunk's arrival as seen here otherwise.
     for (const [name, value] of Object.entries({ firstTokenMs: firstChunkMs, ...engine.timings })) {

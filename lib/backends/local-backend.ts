@@ -5,6 +5,7 @@ import { getModelInfo, type ModelAutoConfig } from '../config/model-info';
 import { structuredOptions } from '../engine/structured';
 import { LlamaError, toLlamaError } from '../errors';
 import { loadModel, type LlamaModel } from '../model';
+import type { LoadModelOptions } from '../types';
 import { optionalBool, optionalFunction, optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest } from './base-backend';
 import type { HealthStatus } from './llm-backend';
@@ -37,6 +38,14 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
   sequences?: number;
   /** Requests that may wait for a free sequence before ERR_QUEUE_FULL. Default 1024. */
   maxQueued?: number;
+  /** Speculative decoding with a draft model (see `LoadModelOptions.draftModel`). Default: none. */
+  draftModel?: string;
+  /** Most tokens drafted per step (`LoadModelOptions.draftMax`). */
+  draftMax?: number;
+  /** Fewest tokens of a draft model's draft (`LoadModelOptions.draftMin`). Default 0. */
+  draftMin?: number;
+  /** Prompt-lookup n-gram drafting (`LoadModelOptions.draftNgram`). Default false. */
+  draftNgram?: boolean;
   /** Memory, in bytes, the auto-configured context must fit in. Default: `os.freemem()`. */
   freeMemory?: number;
   /** Receives the model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
@@ -63,6 +72,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
     freeMemory?: number;
     sequences?: number;
     maxQueued?: number;
+    speculative: Pick<LoadModelOptions, 'draftModel' | 'draftMax' | 'draftMin' | 'draftNgram'>;
   };
   readonly #onLoadProgress: ((progress: number) => void) | undefined;
   #loading: Promise<LlamaModel> | undefined;
@@ -85,6 +95,10 @@ export class LocalLlmBackend extends BaseLlmBackend {
       freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
       sequences: optionalInt(opts.sequences, 'sequences', 1, 256),
       maxQueued: optionalInt(opts.maxQueued, 'maxQueued', 0, 2 ** 31 - 1),
+      // Checked in full by loadModel (lib/speculative.ts); only what is set is passed on.
+      speculative: Object.fromEntries(
+        (['draftModel', 'draftMax', 'draftMin', 'draftNgram'] as const).filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]),
+      ),
     };
     this.#onLoadProgress = optionalFunction(opts.onLoadProgress, 'onLoadProgress');
   }
@@ -130,6 +144,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       ...(this.#options.rpcServers?.length ? { rpcServers: this.#options.rpcServers } : {}),
       sequences: this.#options.sequences,
       maxQueued: this.#options.maxQueued,
+      ...this.#options.speculative,
       onProgress: this.#onLoadProgress,
     });
     try {
@@ -171,6 +186,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
       ...(r.toolCalls !== undefined ? { toolCalls: r.toolCalls } : {}),
       ...(r.reasoningContent !== undefined ? { reasoningContent: r.reasoningContent } : {}),
+      ...(r.draftTokens !== undefined ? { draftTokens: r.draftTokens, acceptedDraftTokens: r.acceptedDraftTokens } : {}),
     };
   }
 

@@ -17,6 +17,10 @@ export const MODEL_OPTIONS = {
   threads: { type: 'string', short: 't' },
   template: { type: 'string' },
   rpc: { type: 'string' },
+  'draft-model': { type: 'string' },
+  'draft-max': { type: 'string' },
+  'draft-min': { type: 'string' },
+  'draft-ngram': { type: 'boolean' },
 } as const satisfies OptionSpecs;
 
 /** Options of every command. */
@@ -47,7 +51,11 @@ export const MODEL_HELP = `Model options:
   -c, --ctx-size N       context size in tokens (default: auto-configured from the model)
   -t, --threads N        CPU threads (default: all cores)
       --template NAME    chat template: a llama.cpp built-in name (chatml, llama3, phi3, ...) or a Jinja string
-      --rpc HOST:PORT,…  llama.cpp rpc-servers that hold the model's layers (see tea-llama rpc-server)`;
+      --rpc HOST:PORT,…  llama.cpp rpc-servers that hold the model's layers (see tea-llama rpc-server)
+      --draft-model PATH a smaller GGUF of the same vocabulary that drafts tokens (speculative decoding)
+      --draft-max N      most tokens drafted per step (default 3 with a draft model, 48 for --draft-ngram)
+      --draft-min N      fewest tokens of a draft model's draft worth verifying (default 0)
+      --draft-ngram      draft by looking up the last tokens in the text so far (no second model)`;
 
 export const SAMPLING_HELP = `Sampling options:
   -n, --max-tokens N     most tokens to generate (default 100, or llm.max_tokens)

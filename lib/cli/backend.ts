@@ -71,6 +71,16 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
     if (!servers.every(isRpcEndpoint)) throw new UsageError(`--rpc takes host:port servers separated by commas, not ${JSON.stringify(v.rpc)}`, command);
     explicit.rpcServers = servers;
   }
+  if (v['draft-model'] !== undefined) {
+    const path = resolve(v['draft-model']);
+    if (!statSync(path, { throwIfNoEntry: false })?.isFile()) throw new LlamaError('ERR_MODEL_NOT_FOUND', `draft model file not found: ${path}`);
+    explicit.draftModel = path;
+  }
+  const draftMax = intOption(command, 'draft-max', v['draft-max'], 1, 1024);
+  if (draftMax !== undefined) explicit.draftMax = draftMax;
+  const draftMin = intOption(command, 'draft-min', v['draft-min'], 0, 1024);
+  if (draftMin !== undefined) explicit.draftMin = draftMin;
+  if (v['draft-ngram']) explicit.draftNgram = true;
   return explicit;
 }
 

@@ -25,6 +25,14 @@ export interface LlmSettingsInput {
   rpcServers?: string | string[];
   /** `llm.embedding`: create the embedding context with the model. Default false (on first embed()). */
   embedding?: boolean;
+  /** `llm.draft_model` (`~` and `$VARS` expanded): a draft GGUF for speculative decoding (`LoadModelOptions.draftModel`). Default: none. */
+  draftModel?: string;
+  /** `llm.draft_max`: most tokens drafted per step (`LoadModelOptions.draftMax`). */
+  draftMax?: number;
+  /** `llm.draft_min`: fewest tokens of a draft model's draft (`LoadModelOptions.draftMin`). Default 0. */
+  draftMin?: number;
+  /** `llm.draft_ngram`: prompt-lookup n-gram drafting (`LoadModelOptions.draftNgram`). Default false. */
+  draftNgram?: boolean;
   /** `llm.temperature`, `LLM_TEMPERATURE`. Default 0.7. */
   temperature?: number;
   /** `llm.max_tokens`, `LLM_MAX_TOKENS`. Default 100. */
@@ -65,6 +73,11 @@ export interface LlmSettings {
   rpcServers: string[];
   chatFormat?: string;
   embedding: boolean;
+  /** Speculative decoding of the local model: absent when not asked for. */
+  draftModel?: string;
+  draftMax?: number;
+  draftMin?: number;
+  draftNgram: boolean;
   temperature: number;
   maxTokens: number;
   topP?: number;
@@ -108,6 +121,10 @@ export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
   { option: 'chatFormat', yaml: 'chat_format', kind: { type: 'string' } },
   { option: 'rpcServers', yaml: 'rpc_servers', env: 'LLM_RPC_SERVERS', kind: { type: 'endpoints' } },
   { option: 'embedding', yaml: 'embedding', kind: { type: 'bool' } },
+  { option: 'draftModel', yaml: 'draft_model', kind: { type: 'string' } },
+  { option: 'draftMax', yaml: 'draft_max', kind: { type: 'int', min: 1, max: 1024 } },
+  { option: 'draftMin', yaml: 'draft_min', kind: { type: 'int', min: 0, max: 1024 } },
+  { option: 'draftNgram', yaml: 'draft_ngram', kind: { type: 'bool' } },
   { option: 'temperature', yaml: 'temperature', env: 'LLM_TEMPERATURE', kind: { type: 'number', min: 0, max: 100 } },
   { option: 'maxTokens', yaml: 'max_tokens', env: 'LLM_MAX_TOKENS', kind: { type: 'int', min: 1, max: 2 ** 31 - 1 } },
   { option: 'topP', yaml: 'top_p', env: 'LLM_TOP_P', kind: { type: 'number', min: 0, max: 1 } },

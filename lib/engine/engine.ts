@@ -93,10 +93,10 @@ export class Engine {
   }
 
   /** Creates the native context and starts its scheduler thread. */
-  static async create(model: NativeModel, options: NativeContextOptions): Promise<Engine> {
+  static async create(model: NativeModel, options: NativeContextOptions, draft?: NativeModel): Promise<Engine> {
     const router = new EventRouter();
     try {
-      return new Engine(await model.createContext(options, router.dispatch), router);
+      return new Engine(await model.createContext(options, router.dispatch, draft), router);
     } catch (error) {
       throw toLlamaError(error);
     }

@@ -33,6 +33,14 @@ export interface NativeContextOptions {
   sequences?: number;
   /** Requests that may wait for a free sequence; past it generate() throws ERR_QUEUE_FULL. Default 1024. */
   maxQueued?: number;
+  /** Speculative decoding (binding/core/speculation.h), with createContext's draft model: llama.cpp's draft n_max, n_min, p_min. */
+  draftMax?: number;
+  draftMin?: number;
+  draftPMin?: number;
+  /** Prompt-lookup drafting (llama.cpp's ngram-simple) with its n-gram size and draft length. */
+  ngram?: boolean;
+  ngramSize?: number;
+  ngramMax?: number;
 }
 
 /** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
@@ -93,6 +101,9 @@ export interface NativeGeneration {
   /** The sequence (slot) that ran it. */
   sequence: number;
   timings: { queuedMs: number; promptMs: number; generationMs: number; firstTokenMs: number };
+  /** Speculative decoding: tokens drafted, and those the model accepted (0 without it). */
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 /** What a context's scheduler tells JavaScript, several at a time (binding/napi/event_channel.cpp). */
@@ -172,7 +183,8 @@ export interface NativeModel {
     abort: null,
     openaiJson?: string,
   ): string;
-  createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<NativeContext>;
+  /** `draft`: the draft model of speculative decoding (kept alive by the context). */
+  createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void, draft?: NativeModel): Promise<NativeContext>;
   dispose(): void;
   readonly disposed: boolean;
 }
@@ -191,6 +203,8 @@ export interface NativeContextInfo {
   queued: number;
   embeddings: boolean;
   pooling: number;
+  /** Drafts and verifies tokens (a draft model or n-gram drafting). */
+  speculative: boolean;
 }
 
 export interface NativeContext {

@@ -18,6 +18,7 @@
 #include "llama.h"
 #include "prompt_format.h"
 #include "scheduler.h"
+#include "speculation.h"
 #include "text_stream.h"
 #include "text_utils.h"
 
@@ -407,6 +408,104 @@ void TestPromptFormat(const std::shared_ptr<llama_model>& model) {
   CHECK(code == "ERR_MODEL_UNSUPPORTED", "infill without FIM tokens: '%s'", code.c_str());
 }
 
+// Speculative decoding (the model as its own draft, and n-gram drafting): greedy text equal to the plain
+// scheduler's, several sequences at once, drafts within n_batch, and maxTokens and stop strings exact although
+// several tokens are accepted per step.
+std::unique_ptr<Scheduler> MakeSpeculative(const std::shared_ptr<llama_model>& model, Collector& sink, SchedulerOptions options,
+                                           uint32_t nBatch, bool draftModel, bool ngram) {
+  SpeculativeOptions so;
+  so.draftMax = 4;
+  so.ngram = ngram;
+  so.ngramSize = 3;
+  so.ngramMax = 6;
+  const uint32_t perSeq = static_cast<uint32_t>(Speculation::OutputsPerSequence(so, draftModel));
+  llama_context_params params = llama_context_default_params();
+  params.n_ctx = 512;
+  params.n_batch = nBatch;
+  params.n_ubatch = nBatch;
+  params.n_seq_max = static_cast<uint32_t>(options.sequences);
+  params.n_outputs_max = std::min(nBatch, perSeq * params.n_seq_max);
+  params.n_outputs_max_per_seq = std::min(nBatch, perSeq);
+  params.kv_unified = true;
+  params.n_threads = 1;
+  params.n_threads_batch = 1;
+  params.no_perf = true;
+  llama_context* ctx = llama_init_from_model(model.get(), params);
+  llama_context* draft = nullptr;
+  if (draftModel) {
+    params.n_outputs_max = params.n_seq_max;
+    params.n_outputs_max_per_seq = 1;
+    draft = llama_init_from_model(model.get(), params);
+  }
+  if (!ctx || (draftModel && !draft)) {
+    std::fprintf(stderr, "could not create a context\n");
+    std::exit(1);
+  }
+  auto spec = std::make_unique<Speculation>(ctx, draft, model, so, options.sequences);
+  options.sequenceLimit = 512;
+  return std::make_unique<Scheduler>(ctx, model, options, &sink, std::move(spec));
+}
+
+void TestSpeculative(const std::shared_ptr<llama_model>& model) {
+  const std::vector<std::string> alone = Alone(model, 40);
+  for (int mode = 0; mode < 2; ++mode) {
+    const bool draftModel = mode == 0;
+    Collector sink;
+    SchedulerOptions o;
+    o.sequences = 3;
+    int oversize = 0, multi = 0;
+    o.onBatch = [&](const llama_batch& b) {
+      if (b.n_tokens > 16) ++oversize;
+      std::map<int, int> perSeq;
+      for (int i = 0; i < b.n_tokens; ++i) perSeq[b.seq_id[i][0]]++;
+      for (auto& [seq, n] : perSeq) multi += n > 1 ? 1 : 0;
+    };
+    auto s = MakeSpeculative(model, sink, o, 16, draftModel, !draftModel);
+    for (size_t i = 0; i < kPrompts.size(); ++i) s->Submit(Greedy(i + 1, kPrompts[i], 40));
+    int32_t drafted = 0, accepted = 0;
+    for (size_t i = 0; i < kPrompts.size(); ++i) {
+      Event e = sink.Wait(i + 1);
+      CHECK(e.kind == Event::Kind::Done, "%d: request %zu done (%s)", mode, i, e.message.c_str());
+      CHECK(e.stats.text == alone[i], "%d: request %zu: '%s' != alone '%s'", mode, i, e.stats.text.c_str(), alone[i].c_str());
+      CHECK(sink.Streamed(i + 1) == e.stats.text, "streamed text equals the result");
+      CHECK(e.stats.acceptedDraftTokens <= e.stats.draftTokens, "accepted no more than drafted");
+      drafted += e.stats.draftTokens;
+      accepted += e.stats.acceptedDraftTokens;
+    }
+    CHECK(oversize == 0, "%d: %d batches larger than n_batch", mode, oversize);
+    CHECK(drafted > 0 && multi > 0, "%d: drafts reached the batch (%d drafted)", mode, drafted);
+    // Its own draft agrees with the model on (nearly) every token.
+    if (draftModel) CHECK(accepted * 10 >= drafted * 9, "self-draft accepted %d of %d", accepted, drafted);
+
+    // maxTokens and a stop string cut inside an accepted draft, exactly where the plain scheduler stops.
+    for (int32_t n : {1, 2, 5, 7}) {
+      s->Submit(Greedy(100 + n, kPrompts[0], n));
+      Event e = sink.Wait(100 + n);
+      CHECK(e.stats.completionTokens == n && e.stats.finishReason == "length", "%d: maxTokens %d gave %d", mode, n, e.stats.completionTokens);
+      Collector plain;
+      SchedulerOptions one;
+      one.sequences = 1;
+      auto p = MakeScheduler(model, plain, one, 512, 64);
+      p->Submit(Greedy(1, kPrompts[0], n));
+      CHECK(plain.Wait(1).stats.text == e.stats.text, "%d: maxTokens %d text", mode, n);
+    }
+    const std::string word = alone[0].substr(alone[0].size() / 2, 4);
+    GenerationTask stop = Greedy(200, kPrompts[0], 40);
+    stop.stop = {word};
+    s->Submit(stop);
+    Event e = sink.Wait(200);
+    Collector plain;
+    SchedulerOptions one;
+    one.sequences = 1;
+    auto p = MakeScheduler(model, plain, one, 512, 64);
+    p->Submit(stop);
+    const Event expected = plain.Wait(200);
+    CHECK(e.stats.text == expected.stats.text && e.stats.completionTokens == expected.stats.completionTokens && e.stats.text.size() < alone[0].size(),
+          "%d: stop '%s' gave '%s' (%d tokens), plain '%s' (%d)", mode, word.c_str(), e.stats.text.c_str(), e.stats.completionTokens,
+          expected.stats.text.c_str(), expected.stats.completionTokens);
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: tea_core_tests CASE [MODEL.gguf]\n");
@@ -432,7 +531,8 @@ int main(int argc, char** argv) {
     const std::map<std::string, void (*)(const std::shared_ptr<llama_model>&)> cases = {
         {"batch", TestBatch}, {"prefix", TestPrefix}, {"abort", TestAbort},
         {"cache_full", TestCacheFull}, {"embeddings", TestEmbeddings}, {"queue", TestQueue},
-        {"tokenize_pieces", TestTokenizePieces}, {"grammar", TestGrammar}, {"prompt_format", TestPromptFormat}};
+        {"tokenize_pieces", TestTokenizePieces}, {"grammar", TestGrammar}, {"prompt_format", TestPromptFormat},
+        {"speculative", TestSpeculative}};
     auto it = cases.find(name);
     if (it == cases.end()) {
       std::fprintf(stderr, "unknown case %s\n", name.c_str());
