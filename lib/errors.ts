@@ -33,7 +33,8 @@ export type LlamaErrorCode =
   | 'ERR_WORKFLOW_INVALID'
   | 'ERR_WORKFLOW_SCRIPT'
   | 'ERR_DOWNLOAD'
-  | 'ERR_CHECKSUM';
+  | 'ERR_CHECKSUM'
+  | 'ERR_INVALID_STATE';
 
 export class LlamaError extends Error {
   readonly code: LlamaErrorCode;

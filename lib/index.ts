@@ -3,12 +3,15 @@
  */
 export { LlamaError, type LlamaErrorCode } from './errors';
 export { LlamaModel, loadModel, SYNC_DETOKENIZE_MAX_TOKENS, SYNC_TOKENIZE_MAX_CHARS, TEMPLATE_LIMITS } from './model';
+export type { LoadStateOptions, SavedState, SaveStateOptions } from './model';
+export type { ChatSession, ChatSessionOptions, ChatTurnOptions, ChatTurnResult } from './engine/session';
 export { checkRpcServer, listRpcDevices, type RpcDevice, type RpcServerInfo } from './rpc';
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
 export type { InfillInput, RerankOptions, RerankResult, TokenPiece, TokenizerType, VocabularyInfo } from './engine/text-tasks';
 export { GENERATION_DEFAULTS } from './engine/request';
+export type { SequenceOptions } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';
 export { ApiLlmBackend, type ApiLlmBackendOptions } from './backends/api-backend';

@@ -1,9 +1,10 @@
-import { stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 
 import { chunkStream } from './chunk-stream';
 import { Engine } from './engine/engine';
+import { ChatSession, SEQUENCE_HOST, type ChatSessionOptions, type SequenceHost } from './engine/session';
 import { rejectUnknownKeys, resolveGeneration, type ResolvedGeneration, type ResolvedSampling } from './engine/request';
 import {
   checkCompletionStructured,
@@ -91,6 +92,53 @@ interface ResolvedLoadOptions {
   speculative?: ResolvedSpeculative;
   /** Releases the RPC servers the model holds (see lib/rpc.ts), after the native model is freed. */
   releaseRpc?: () => void;
+}
+
+/** Largest state file loadState() reads (a Buffer's limit is near it). */
+const MAX_STATE_FILE_BYTES = 2 ** 32 - 1;
+
+/** Options of {@link LlamaModel.saveState}. */
+export interface SaveStateOptions {
+  /** The sequence to save: a result's `sequence`. */
+  sequence: number;
+}
+
+/** Options of {@link LlamaModel.loadState}. */
+export interface LoadStateOptions {
+  /** Where to restore it. Default: an idle sequence that no chat session reserved. */
+  sequence?: number;
+}
+
+/** What saveState() wrote or loadState() restored. */
+export interface SavedState {
+  sequence: number;
+  /** Tokens whose KV cells the file holds. */
+  tokens: number;
+  /** The file's size. */
+  bytes: number;
+}
+
+/** Writes a state file whole or not at all (a crash mid-write leaves the old file). */
+async function writeStateFile(file: string, data: Buffer): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `cannot write the state file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function readStateFile(file: string): Promise<Buffer> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch (error) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `cannot read the state file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  if (size > MAX_STATE_FILE_BYTES) throw new LlamaError('ERR_INVALID_STATE', `invalid state file: ${file} has ${size} bytes, more than ${MAX_STATE_FILE_BYTES}`);
+  return readFile(file);
 }
 
 interface ResolvedSpeculative {
@@ -600,7 +648,16 @@ export class LlamaModel implements AsyncDisposable {
     const started = performance.now();
     const engine = await this.#generationContext();
     this.#checkOpen();
-    const native: NativeGenerateOptions = { ...nativeSampling(sampling, this.#options.seed), ...grammar };
+    const seq = request.sequence;
+    if (seq.sequence !== undefined && seq.sequence >= this.#options.sequences) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `sequence ${seq.sequence} is out of range: the model runs ${this.#options.sequences} sequences (0..${this.#options.sequences - 1})`);
+    }
+    const native: NativeGenerateOptions = {
+      ...nativeSampling(sampling, this.#options.seed),
+      ...grammar,
+      ...(seq.sequence !== undefined ? { sequence: seq.sequence } : {}),
+      ...(seq.contextShift ? { contextShift: true, nKeep: seq.nKeep, nDiscard: seq.nDiscard } : {}),
+    };
     if (layer && layer.stops.length > 0) native.stop = [...(native.stop ?? []), ...layer.stops];
 
     // With a chat layer the raw text goes through llama.cpp's parser: onChunk gets the content only (never the
@@ -661,6 +718,8 @@ export class LlamaModel implements AsyncDisposable {
       tokensUsed: r.promptTokens + r.completionTokens,
       reusedPromptTokens: r.reusedPromptTokens,
       contextFull: r.contextFull,
+      sequence: r.sequence,
+      ...(seq.contextShift ? { contextShifts: r.contextShifts } : {}),
       model: basename(this.info.path),
       backend: 'local',
       cached: false,
@@ -722,6 +781,87 @@ export class LlamaModel implements AsyncDisposable {
       const signal = opts.signal ? AbortSignal.any([opts.signal, stop]) : stop;
       return this.chat(messages, { ...opts, signal, onChunk: push });
     });
+  }
+
+  /**
+   * Saves the KV state of `sequence` (a result's `sequence`) to `path`, with the tokens it holds, so that a later
+   * process with the same model file continues from it without decoding them again ({@link loadState}). Runs once
+   * the sequence is idle. The file starts with a header that ties it to this model and checksums it.
+   */
+  async saveState(path: string, options: SaveStateOptions): Promise<SavedState> {
+    this.#checkOpen();
+    this.#checkGenerative();
+    const file = resolve(requireString(path, 'path'));
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['sequence'], 'saveState() options');
+    const sequence = optionalInt(opts.sequence, 'sequence', 0, this.#options.sequences - 1);
+    if (sequence === undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', 'saveState() needs options.sequence (a result\'s `sequence`)');
+    const { tokens, data } = await this.#saveSequence(sequence, '');
+    await writeStateFile(file, data);
+    return { sequence, tokens, bytes: data.length };
+  }
+
+  /**
+   * Restores a state file written by {@link saveState} into an idle sequence (or `options.sequence`): a prompt that
+   * starts with the saved tokens then reuses them. A file of another model, truncated or modified is
+   * ERR_INVALID_STATE (checked before llama.cpp reads it); one with more tokens than a sequence holds is
+   * ERR_CONTEXT_OVERFLOW.
+   */
+  async loadState(path: string, options: LoadStateOptions = {}): Promise<SavedState> {
+    this.#checkOpen();
+    this.#checkGenerative();
+    const file = resolve(requireString(path, 'path'));
+    const opts = requireObject(options, 'options');
+    rejectUnknownKeys(opts, ['sequence'], 'loadState() options');
+    const sequence = optionalInt(opts.sequence, 'sequence', 0, this.#options.sequences - 1) ?? -1;
+    const data = await readStateFile(file);
+    const r = await this.#loadSequence(data, sequence);
+    return { sequence: r.sequence, tokens: r.tokens, bytes: data.length };
+  }
+
+  /**
+   * Starts a chat session: a conversation kept in a sequence of its own, so that each turn decodes only its new
+   * tokens, with the oldest turns dropped (the system prompt kept) when the context is full. See ChatSession.
+   */
+  async createChatSession(options: ChatSessionOptions = {}): Promise<ChatSession> {
+    this.#checkOpen();
+    this.#checkGenerative();
+    return ChatSession.create(this, options);
+  }
+
+  /** Restores a chat session saved with ChatSession.save(): its conversation and its KV state. */
+  async loadChatSession(path: string, options: Omit<ChatSessionOptions, 'systemPrompt'> = {}): Promise<ChatSession> {
+    this.#checkOpen();
+    this.#checkGenerative();
+    const data = await readStateFile(resolve(requireString(path, 'path')));
+    return ChatSession.restore(this, data, options);
+  }
+
+  /** @internal What a ChatSession needs of its model. */
+  [SEQUENCE_HOST](): SequenceHost {
+    return {
+      contextSize: this.#options.contextSize,
+      reserve: async () => (await this.#generationContext()).reserveSequence(),
+      release: (sequence) => {
+        void this.#generation?.then((engine) => engine.releaseSequence(sequence), () => undefined);
+      },
+      save: (sequence, meta) => this.#saveSequence(sequence, meta),
+      load: (data, sequence) => this.#loadSequence(data, sequence),
+      writeFile: writeStateFile,
+    };
+  }
+
+  async #saveSequence(sequence: number, meta: string): Promise<{ tokens: number; data: Buffer }> {
+    const engine = await this.#generationContext();
+    this.#checkOpen();
+    const r = await engine.saveState(sequence, meta);
+    return { tokens: r.tokens, data: r.data! };
+  }
+
+  async #loadSequence(data: Buffer, sequence: number): Promise<{ sequence: number; tokens: number; meta: string }> {
+    const engine = await this.#generationContext();
+    this.#checkOpen();
+    return engine.loadState(data, sequence);
   }
 
   /** Embeds one text (a Float32Array) or several (an array of them). */

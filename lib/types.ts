@@ -144,6 +144,10 @@ export interface GenerationResult {
   reusedPromptTokens: number;
   /** True when generation ended because the sequence's context (or the shared KV cache) was full. */
   contextFull: boolean;
+  /** The sequence that ran it (in-process): what saveState() and the `sequence` option take. */
+  sequence?: number;
+  /** Context shifts done during it, when `contextShift` was asked. */
+  contextShifts?: number;
   /** The model that answered: the file name for a local model, the server's model id for an API. */
   model: string;
   backend: BackendKind;

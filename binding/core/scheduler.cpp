@@ -10,6 +10,7 @@
 #include "numeric.h"
 #include "prompt_format.h"
 #include "sampler.h"
+#include "state_file.h"
 #include "text_utils.h"
 
 namespace tea {
@@ -78,11 +79,15 @@ Scheduler::Scheduler(llama_context* ctx, std::shared_ptr<const void> keepAlive, 
       nUbatch_(llama_n_ubatch(ctx)),
       pooling_(static_cast<int32_t>(llama_pooling_type(ctx))),
       vocabSize_(llama_vocab_n_tokens(vocab_)),
-      spec_(std::move(speculation)) {
+      spec_(std::move(speculation)),
+      fingerprint_(ModelFingerprint(model_)),
+      stateUnsupported_(StateUnsupported(model_)) {
   options_.sequences = std::max<int32_t>(1, std::min<int32_t>(options_.sequences, static_cast<int32_t>(llama_n_seq_max(ctx))));
   if (options_.sequenceLimit <= 0 || options_.sequenceLimit > static_cast<int32_t>(nCtx_)) options_.sequenceLimit = static_cast<int32_t>(nCtx_);
   slots_.resize(static_cast<size_t>(options_.sequences));
   for (int32_t i = 0; i < options_.sequences; ++i) slots_[static_cast<size_t>(i)].id = i;
+  reserved_.assign(static_cast<size_t>(options_.sequences), false);
+  reservedNow_ = reserved_;
   batch_ = llama_batch_init(static_cast<int32_t>(std::max<uint32_t>(nBatch_, static_cast<uint32_t>(options_.sequences))), 0, 1);
   llama_set_abort_callback(ctx_, &Scheduler::ShouldAbort, this);
   thread_ = std::thread([this] { Loop(); });
@@ -95,6 +100,15 @@ Scheduler::~Scheduler() {
 
 void Scheduler::Submit(GenerationTask task) {
   if (options_.embeddings) throw TeaError("ERR_INVALID_ARGUMENT", "this context computes embeddings, not completions");
+  if (task.sequence < -1 || task.sequence >= options_.sequences) {
+    throw TeaError("ERR_INVALID_ARGUMENT", "sequence " + std::to_string(task.sequence) + " is out of range: the model runs " +
+                                               std::to_string(options_.sequences) + " sequences (0.." + std::to_string(options_.sequences - 1) + ")");
+  }
+  if (task.contextShift && !llama_memory_can_shift(llama_get_memory(ctx_))) {
+    throw TeaError("ERR_INVALID_ARGUMENT", "contextShift: this model's memory cannot be shifted (llama_memory_can_shift)");
+  }
+  // The draft context mirrors the target's cells by removal only: a shift there is not mirrored (yet).
+  if (task.contextShift && spec_) throw TeaError("ERR_INVALID_ARGUMENT", "contextShift is not available with speculative decoding");
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
   if (!lost_.empty()) throw TeaError("ERR_RPC_CONNECTION", lost_);
@@ -118,6 +132,44 @@ void Scheduler::Submit(EmbeddingTask task) {
   }
   queue_.push_back({std::move(task), Clock::now(), std::make_shared<std::atomic<bool>>(false)});
   wake_.notify_one();
+}
+
+void Scheduler::Submit(StateTask task) {
+  if (options_.embeddings) throw TeaError("ERR_INVALID_ARGUMENT", "an embedding context holds no sequence state");
+  if (!stateUnsupported_.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "saved state is not supported for " + stateUnsupported_);
+  // A restored sequence would have no cells in the draft context that mirrors the target's.
+  if (spec_) throw TeaError("ERR_INVALID_ARGUMENT", "saved state is not available with speculative decoding");
+  if (task.sequence < -1 || task.sequence >= options_.sequences || (task.op == StateTask::Op::Save && task.sequence < 0)) {
+    throw TeaError("ERR_INVALID_ARGUMENT", "sequence " + std::to_string(task.sequence) + " is out of range: the model runs " +
+                                               std::to_string(options_.sequences) + " sequences (0.." + std::to_string(options_.sequences - 1) + ")");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) throw TeaError("ERR_DISPOSED", "the model has been disposed");
+  if (!lost_.empty()) throw TeaError("ERR_RPC_CONNECTION", lost_);
+  stateQueue_.push_back({std::move(task), Clock::now()});
+  wake_.notify_one();
+}
+
+int32_t Scheduler::Reserve() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto unreserved = std::count(reserved_.begin(), reserved_.end(), false);
+  if (unreserved <= 1) {
+    throw TeaError("ERR_QUEUE_FULL", "no sequence left to reserve: " + std::to_string(options_.sequences - 1) + " of " + std::to_string(options_.sequences) +
+                                         " are reserved (one always stays for other requests); raise `sequences` or dispose a session");
+  }
+  // The highest unreserved id: the scheduler's least-recently-used choice starts from the low ones.
+  for (int32_t i = options_.sequences - 1; i >= 0; --i) {
+    if (!reserved_[static_cast<size_t>(i)]) {
+      reserved_[static_cast<size_t>(i)] = true;
+      return i;
+    }
+  }
+  throw TeaError("ERR_INTERNAL", "no sequence to reserve");
+}
+
+void Scheduler::Release(int32_t sequence) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (sequence >= 0 && sequence < options_.sequences) reserved_[static_cast<size_t>(sequence)] = false;
 }
 
 void Scheduler::Cancel(uint64_t id) {
@@ -175,7 +227,7 @@ void Scheduler::Loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || active_ > 0; });
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !stateQueue_.empty() || active_ > 0; });
       if (stopping_) break;
     }
     std::vector<Event> events;
@@ -203,6 +255,8 @@ void Scheduler::Loop() {
         lost_ = e.what();
         for (Queued& q : queue_) events.push_back(ErrorEvent(TaskId(q.task), code, lost_));
         queue_.clear();
+        for (QueuedState& q : stateQueue_) events.push_back(ErrorEvent(q.task.id, code, lost_));
+        stateQueue_.clear();
       }
     }
     Publish(events);
@@ -220,6 +274,8 @@ void Scheduler::Loop() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (Queued& q : queue_) events.push_back(ErrorEvent(TaskId(q.task), "ERR_DISPOSED", "the model was disposed"));
     queue_.clear();
+    for (QueuedState& q : stateQueue_) events.push_back(ErrorEvent(q.task.id, "ERR_DISPOSED", "the model was disposed"));
+    stateQueue_.clear();
   }
   Publish(events);
   for (Slot& slot : slots_) slot.sampler.reset();
@@ -252,7 +308,16 @@ void Scheduler::Step(std::vector<Event>& events) {
   for (Slot& slot : slots_) {
     if (slot.state != SlotState::Free && slot.cancelled->load()) Finish(slot, "abort", events);
   }
+  RunStateTasks(events);
   Admit(events);
+  // llama-server's pre_decode: a generating sequence whose next token would reach the limit shifts first.
+  for (Slot& slot : slots_) {
+    if (slot.state == SlotState::Generating && slot.task.contextShift &&
+        static_cast<int32_t>(slot.cached.size()) + 1 >= options_.sequenceLimit && !ShiftContext(slot)) {
+      slot.stats.contextFull = true;
+      Finish(slot, "length", events);
+    }
+  }
   if (spec_) DraftSlots();
   BuildBatch();
   if (batch_.n_tokens == 0) return;
@@ -264,10 +329,12 @@ void Scheduler::Admit(std::vector<Event>& events) {
     Queued queued;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      const bool freeSlot = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.state == SlotState::Free; });
-      if (!freeSlot || queue_.empty()) return;
-      queued = std::move(queue_.front());
-      queue_.pop_front();
+      reservedNow_ = reserved_;
+      // The first task that can run now: one pinned to a busy sequence lets the others pass.
+      auto it = std::find_if(queue_.begin(), queue_.end(), [this](const Queued& q) { return Admissible(q.task); });
+      if (it == queue_.end()) return;
+      queued = std::move(*it);
+      queue_.erase(it);
       // Tracked from here on, so a Cancel that comes while it is being admitted is not lost.
       running_.emplace_back(TaskId(queued.task), queued.cancelled);
       ++active_;
@@ -314,7 +381,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
     for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
   }
 
-  Slot& slot = *ChooseSlot(prompt);
+  Slot& slot = *ChooseSlot(prompt, task.sequence);
   // Reuse the KV cells of the longest common prefix; at least the last prompt token is decoded again so its
   // logits exist. A one-token match is only the BOS: recomputing it from position 0 is faster than starting the
   // new tokens at position 1, where flash-attention tiles straddle the causal diagonal (llama-bench: pp127 at depth
@@ -350,12 +417,22 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   slot.stats.queuedMs = MsBetween(slot.submitted, slot.admitted);
 }
 
-Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt) {
+bool Scheduler::Admissible(const Task& task) const {
+  const int32_t pinned = std::holds_alternative<GenerationTask>(task) ? std::get<GenerationTask>(task).sequence : -1;
+  if (pinned >= 0) return slots_[static_cast<size_t>(pinned)].state == SlotState::Free;
+  for (const Slot& slot : slots_) {
+    if (slot.state == SlotState::Free && !reservedNow_[static_cast<size_t>(slot.id)]) return true;
+  }
+  return false;
+}
+
+Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned) {
+  if (pinned >= 0) return &slots_[static_cast<size_t>(pinned)];
   Slot* best = nullptr;
   size_t bestPrefix = 0;
   Slot* oldest = nullptr;
   for (Slot& slot : slots_) {
-    if (slot.state != SlotState::Free) continue;
+    if (slot.state != SlotState::Free || reservedNow_[static_cast<size_t>(slot.id)]) continue;
     size_t prefix = 0;
     const size_t n = std::min(slot.cached.size(), prompt.size());
     while (prefix < n && slot.cached[prefix] == prompt[prefix]) ++prefix;
@@ -440,14 +517,18 @@ bool Scheduler::Decode(std::vector<Event>& events) {
       return false;
     }
     if (status == 1) {
-      // No room in the KV cache. Idle slots give their cached prefixes up first.
+      // No room in the KV cache. Idle slots give their cached prefixes up first, reserved ones (a chat
+      // session's conversation) only when the others were not enough.
       bool freed = false;
-      for (Slot& slot : slots_) {
-        if (slot.state == SlotState::Free && !slot.cached.empty()) {
-          llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, -1, -1);
-          if (spec_) spec_->Remove(slot.id, -1, -1);
-          slot.cached.clear();
-          freed = true;
+      for (const bool reserved : {false, true}) {
+        if (freed) break;
+        for (Slot& slot : slots_) {
+          if (slot.state == SlotState::Free && !slot.cached.empty() && reservedNow_[static_cast<size_t>(slot.id)] == reserved) {
+            llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, -1, -1);
+            if (spec_) spec_->Remove(slot.id, -1, -1);
+            slot.cached.clear();
+            freed = true;
+          }
         }
       }
       if (!freed) {
@@ -496,7 +577,7 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       Finish(slot, "length", events);
       continue;
     }
-    if (static_cast<int32_t>(slot.cached.size()) >= options_.sequenceLimit) {
+    if (static_cast<int32_t>(slot.cached.size()) >= options_.sequenceLimit && !slot.task.contextShift) {
       slot.stats.contextFull = true;
       Finish(slot, "length", events);
       continue;
@@ -644,6 +725,128 @@ void Scheduler::DropSequence(Slot& slot) {
   // Cells past what `cached` records may hold half-written state.
   llama_memory_seq_rm(llama_get_memory(ctx_), slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
   if (spec_) spec_->Remove(slot.id, static_cast<llama_pos>(slot.cached.size()), -1);
+}
+
+bool Scheduler::ShiftContext(Slot& slot) {
+  // As server-context.cpp: n_keep counts the prompt without its BOS (-1: all of it), n_discard defaults to half of
+  // what follows, and at least one token after n_keep stays.
+  const int32_t limit = options_.sequenceLimit;
+  int32_t nKeep = slot.task.nKeep < 0 ? static_cast<int32_t>(slot.prompt.size()) : slot.task.nKeep;
+  if (llama_vocab_get_add_bos(vocab_)) nKeep += 1;
+  nKeep = std::max(0, std::min(limit - 4, nKeep));
+  const int32_t n = static_cast<int32_t>(slot.cached.size());
+  const int32_t nLeft = n - nKeep;
+  int32_t nDiscard = slot.task.nDiscard != 0 ? slot.task.nDiscard : nLeft / 2;
+  nDiscard = std::clamp(nDiscard, 0, std::max(0, nLeft - 1));
+  if (nDiscard <= 0) return false;
+  llama_memory_t memory = llama_get_memory(ctx_);
+  llama_memory_seq_rm(memory, slot.id, nKeep, nKeep + nDiscard);
+  llama_memory_seq_add(memory, slot.id, nKeep + nDiscard, n, -nDiscard);
+  slot.cached.erase(slot.cached.begin() + nKeep, slot.cached.begin() + nKeep + nDiscard);
+  ++slot.stats.contextShifts;
+  return true;
+}
+
+// ---- saved state -----------------------------------------------------------------------------------------------
+
+void Scheduler::RunStateTasks(std::vector<Event>& events) {
+  std::deque<QueuedState> pending;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stateQueue_.empty()) return;
+    pending.swap(stateQueue_);
+    reservedNow_ = reserved_;
+  }
+  std::deque<QueuedState> waiting;
+  for (QueuedState& q : pending) {
+    Slot* slot = nullptr;
+    if (q.task.sequence >= 0) {
+      slot = &slots_[static_cast<size_t>(q.task.sequence)];
+      if (slot->state != SlotState::Free) slot = nullptr;
+    } else {
+      for (Slot& s : slots_) {
+        if (s.state == SlotState::Free && !reservedNow_[static_cast<size_t>(s.id)] && (!slot || s.lastUsed < slot->lastUsed)) slot = &s;
+      }
+    }
+    if (!slot) {
+      waiting.push_back(std::move(q));  // its sequence is busy: after this step, perhaps
+      continue;
+    }
+    Event e;
+    e.id = q.task.id;
+    try {
+      e.state = q.task.op == StateTask::Op::Save ? SaveState(*slot, q.task) : LoadState(*slot, q.task);
+      e.kind = Event::Kind::State;
+    } catch (const std::exception& error) {
+      e = ErrorEvent(q.task.id, CodeOf(error), error.what());
+    }
+    events.push_back(std::move(e));
+  }
+  if (!waiting.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) stateQueue_.push_front(std::move(*it));
+  }
+}
+
+StateResult Scheduler::SaveState(Slot& slot, const StateTask& task) {
+  if (slot.cached.empty()) throw TeaError("ERR_INVALID_ARGUMENT", "sequence " + std::to_string(slot.id) + " holds no tokens to save");
+  std::vector<uint8_t> payload(llama_state_seq_get_size(ctx_, slot.id));
+  const size_t n = llama_state_seq_get_data(ctx_, payload.data(), payload.size(), slot.id);
+  if (n == 0) throw TeaError("ERR_INTERNAL", "llama.cpp could not save the state of sequence " + std::to_string(slot.id));
+  payload.resize(n);
+  try {
+    CheckPayload(payload.data(), payload.size(), slot.cached, StateCellExt(model_));  // what a restore will demand
+  } catch (const TeaError& e) {
+    throw TeaError("ERR_INTERNAL", std::string("the saved sequence does not match its tokens: ") + e.what());
+  }
+  StateResult out;
+  out.sequence = slot.id;
+  out.tokens = static_cast<int32_t>(slot.cached.size());
+  out.data = EncodeState(fingerprint_, slot.cached, task.meta, payload);
+  slot.lastUsed = steps_;
+  return out;
+}
+
+StateResult Scheduler::LoadState(Slot& slot, const StateTask& task) {
+  DecodedState state = DecodeState(task.data.data(), task.data.size());
+  if (state.fingerprint != fingerprint_) throw TeaError("ERR_INVALID_STATE", "invalid state file: it was saved with another model");
+  const int32_t n = static_cast<int32_t>(state.tokens.size());
+  if (n >= options_.sequenceLimit) {
+    throw TeaError("ERR_CONTEXT_OVERFLOW", "the saved state holds " + std::to_string(n) + " tokens but a sequence of this context holds " +
+                                               std::to_string(options_.sequenceLimit) + ": raise contextSize");
+  }
+  for (llama_token t : state.tokens) {
+    if (t < 0 || t >= vocabSize_) throw TeaError("ERR_INVALID_STATE", "invalid state file: token " + std::to_string(t) + " is not in the vocabulary");
+  }
+  CheckPayload(state.payload, state.payloadSize, state.tokens, StateCellExt(model_));
+  llama_memory_t memory = llama_get_memory(ctx_);
+  llama_memory_seq_rm(memory, slot.id, -1, -1);
+  slot.cached.clear();
+  size_t read = llama_state_seq_set_data(ctx_, state.payload, state.payloadSize, slot.id);
+  if (read == 0) {
+    // Perhaps no room: idle unreserved sequences give their cached prefixes up, and it is tried once more.
+    bool freed = false;
+    for (Slot& other : slots_) {
+      if (&other != &slot && other.state == SlotState::Free && !other.cached.empty() && !reservedNow_[static_cast<size_t>(other.id)]) {
+        llama_memory_seq_rm(memory, other.id, -1, -1);
+        other.cached.clear();
+        freed = true;
+      }
+    }
+    if (freed) read = llama_state_seq_set_data(ctx_, state.payload, state.payloadSize, slot.id);
+  }
+  if (read != state.payloadSize) {
+    llama_memory_seq_rm(memory, slot.id, -1, -1);
+    throw TeaError("ERR_INVALID_STATE", read == 0 ? "invalid state file: llama.cpp rejected the sequence state (another KV cache type or layout, or no room in the cache)"
+                                                   : "invalid state file: the sequence state has trailing bytes");
+  }
+  slot.cached = std::move(state.tokens);
+  slot.lastUsed = steps_;
+  StateResult out;
+  out.sequence = slot.id;
+  out.tokens = n;
+  out.meta = std::move(state.meta);
+  return out;
 }
 
 // ---- embeddings ------------------------------------------------------------------------------------------------

@@ -12,8 +12,15 @@
 //
 // A full KV cache: cells of idle slots are dropped first; if the batch still does not fit, the active slot that
 // holds the most cells finishes with finishReason "length" and contextFull, its cells are freed, and the batch is
-// retried without it. Other sequences are never touched. A sequence that reaches the per-sequence limit also
-// finishes with "length" and contextFull (no context shift).
+// retried without it. Other sequences are never touched (idle reserved sequences give their cells up after the
+// unreserved ones). A sequence that reaches the per-sequence limit also finishes with "length" and contextFull,
+// unless its task asks for llama-server's context shift: then, before the token that would reach the limit is
+// decoded, nDiscard tokens after the first nKeep are removed from its cells and the rest moved back (as
+// server-context.cpp's pre_decode), and the generation goes on.
+//
+// Reserved sequences (Reserve): only tasks that name them run there, so a chat session's cached conversation is not
+// taken by other traffic. State tasks (save or restore one sequence's KV state) run between steps, once their
+// sequence is idle.
 #pragma once
 
 #include <chrono>
@@ -63,6 +70,15 @@ class Scheduler {
   // task of the wrong kind for this context.
   void Submit(GenerationTask task);
   void Submit(EmbeddingTask task);
+  // Queues a state save or restore (binding/core/state_file.h); its result is a State event, its failure an Error
+  // event (ERR_INVALID_STATE for a file that does not fit this model). Throws ERR_INVALID_ARGUMENT on an
+  // embedding context, for a model whose state is not supported, or for a sequence out of range.
+  void Submit(StateTask task);
+  // Reserves an unreserved sequence for tasks that name it (a chat session's); returns its id. At least one
+  // sequence stays unreserved: throws ERR_QUEUE_FULL when none could be reserved.
+  int32_t Reserve();
+  // Ends a reservation; the sequence's cells stay as a cached prefix for anyone. Unknown ids are ignored.
+  void Release(int32_t sequence);
   // Aborts a task: a queued one ends with an ERR_ABORTED error event; a running generation ends with what it
   // produced and finishReason "abort" (its slot is free for the next task at once). Unknown ids are ignored.
   void Cancel(uint64_t id);
@@ -112,13 +128,26 @@ class Scheduler {
   };
 
   struct EmbeddingJob;
+  struct QueuedState {
+    StateTask task;
+    Clock::time_point submitted;
+  };
 
   void Loop();
   // One step: admit, build the batch, decode, sample. Returns false when nothing was left to do.
   void Step(std::vector<Event>& events);
   void Admit(std::vector<Event>& events);
   void AdmitGeneration(Queued& queued, std::vector<Event>& events);
-  Slot* ChooseSlot(const std::vector<llama_token>& prompt);
+  // The slot for a new prompt: `pinned` when >= 0, else the free unreserved one with the longest common prefix.
+  Slot* ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned);
+  // Whether a queued task may be admitted now: a free slot it may use exists (under mutex_).
+  bool Admissible(const Task& task) const;
+  // Runs the state tasks whose sequence is idle; the others wait for the next step.
+  void RunStateTasks(std::vector<Event>& events);
+  StateResult SaveState(Slot& slot, const StateTask& task);
+  StateResult LoadState(Slot& slot, const StateTask& task);
+  // llama-server's context shift of one generating slot; false when nothing can be discarded.
+  bool ShiftContext(Slot& slot);
   void BuildBatch();
   // Decodes the batch; handles a full cache by the policy above. Returns false when the decode failed or was
   // aborted (the slots involved have then been finished).
@@ -148,11 +177,15 @@ class Scheduler {
   uint32_t nCtx_, nBatch_, nUbatch_;
   int32_t pooling_;
   int32_t vocabSize_;
+  uint64_t fingerprint_;         // of the model, for state files
+  std::string stateUnsupported_;  // why this model's state cannot be saved; empty: it can
 
   // Shared with the owner's thread, under mutex_.
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Queued> queue_;
+  std::deque<QueuedState> stateQueue_;
+  std::vector<bool> reserved_;  // per sequence: reserved for tasks that name it
   std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> running_;  // ids and flags of admitted tasks
   bool stopping_ = false;
   std::string lost_;  // set once an RPC server of the context is lost: every later Submit throws ERR_RPC_CONNECTION
@@ -167,6 +200,7 @@ class Scheduler {
   std::unique_ptr<Speculation> spec_;
   uint64_t steps_ = 0;
   uint32_t abortChecks_ = 0;
+  std::vector<bool> reservedNow_;  // reserved_ as of the last Admit or state run
 
   std::thread thread_;  // last: starts once everything above exists
 };

@@ -68,6 +68,30 @@ struct GenerationTask {
   bool stream = false;         // emit text events as it is generated (the done event always carries the text)
   GrammarOptions grammar;
   std::optional<InfillInput> infill;  // set: `prompt` is ignored, the tokens are InfillTokens' (scheduler thread)
+  int32_t sequence = -1;       // run in this sequence (llama-server's id_slot), waiting for it; -1: the scheduler picks
+  // llama-server's context shift (--context-shift, n_keep, n_discard): at the sequence limit, drop nDiscard tokens
+  // after the first nKeep (-1: the whole prompt; a BOS is kept besides) and go on, instead of finishing with "length".
+  bool contextShift = false;
+  int32_t nKeep = 0;
+  int32_t nDiscard = 0;        // 0: half of what follows nKeep
+};
+
+// Saves a sequence's KV state (with its tokens and the caller's metadata) or restores one. Runs on the scheduler
+// thread between steps, once the sequence is idle.
+struct StateTask {
+  enum class Op { Save, Load };
+  uint64_t id = 0;
+  Op op = Op::Save;
+  int32_t sequence = -1;       // Save: the sequence; Load: where to restore it (-1: an idle unreserved one)
+  std::string meta;            // Save: stored in the file
+  std::vector<uint8_t> data;   // Load: the file's bytes
+};
+
+struct StateResult {
+  int32_t sequence = -1;
+  int32_t tokens = 0;
+  std::vector<uint8_t> data;   // Save: the file's bytes
+  std::string meta;            // Load: the metadata it held
 };
 
 struct EmbeddingTask {
@@ -92,17 +116,19 @@ struct GenerationStats {
   int32_t slot = -1;        // the sequence that ran it
   int32_t draftTokens = 0;          // speculative decoding: tokens drafted for it
   int32_t acceptedDraftTokens = 0;  // and those the model accepted
+  int32_t contextShifts = 0;  // context shifts done during the generation (contextShift)
 };
 
 // One event for JavaScript. Text events of the same request that are waiting together are merged.
 struct Event {
-  enum class Kind { Text, Done, Error, Embeddings };
+  enum class Kind { Text, Done, Error, Embeddings, State };
   uint64_t id = 0;
   Kind kind = Kind::Text;
   std::string text;                          // Text
   GenerationStats stats;                     // Done
   std::string code, message;                 // Error
   std::vector<std::vector<float>> vectors;   // Embeddings
+  StateResult state;                         // State
 };
 
 // Where a scheduler sends its events. Called on the scheduler thread (and by Cancel on the caller's thread), once

@@ -18,6 +18,7 @@ Napi::Object StatsObject(Napi::Env env, const GenerationStats& s) {
   out.Set("draftTokens", s.draftTokens);
   out.Set("acceptedDraftTokens", s.acceptedDraftTokens);
   out.Set("sequence", s.slot);
+  out.Set("contextShifts", s.contextShifts);
   Napi::Object timings = Napi::Object::New(env);
   timings.Set("queuedMs", s.queuedMs);
   timings.Set("promptMs", s.promptMs);
@@ -44,6 +45,14 @@ Napi::Value EventObject(Napi::Env env, Event& e) {
       out.Set("code", e.code);
       out.Set("message", e.message);
       break;
+    case Event::Kind::State: {
+      out.Set("type", "state");
+      out.Set("sequence", e.state.sequence);
+      out.Set("tokens", e.state.tokens);
+      out.Set("meta", Napi::String::New(env, e.state.meta));
+      if (!e.state.data.empty()) out.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.state.data.data(), e.state.data.size()));
+      break;
+    }
     case Event::Kind::Embeddings: {
       out.Set("type", "embeddings");
       Napi::Array vectors = Napi::Array::New(env, e.vectors.size());

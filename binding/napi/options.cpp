@@ -205,6 +205,10 @@ GenerationTask ParseGenerationTask(const Napi::Value& prompt, const Napi::Value&
     }
   }
   ParseGrammar(obj, task.grammar);
+  task.sequence = static_cast<int32_t>(Number(obj, "sequence", task.sequence, -1, 255, true));
+  task.contextShift = Bool(obj, "contextShift", task.contextShift);
+  task.nKeep = static_cast<int32_t>(Number(obj, "nKeep", task.nKeep, -1, INT32_MAX, true));
+  task.nDiscard = static_cast<int32_t>(Number(obj, "nDiscard", task.nDiscard, 0, INT32_MAX, true));
   return task;
 }
 

@@ -33,6 +33,10 @@ Napi::Function Context::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Context::Generate>("generate"),
                          InstanceMethod<&Context::Embed>("embed"),
+                         InstanceMethod<&Context::SaveState>("saveState"),
+                         InstanceMethod<&Context::LoadState>("loadState"),
+                         InstanceMethod<&Context::ReserveSequence>("reserveSequence"),
+                         InstanceMethod<&Context::ReleaseSequence>("releaseSequence"),
                          InstanceMethod<&Context::Cancel>("cancel"),
                          InstanceMethod<&Context::Info>("info"),
                          InstanceMethod<&Context::Dispose>("dispose"),
@@ -106,6 +110,49 @@ Napi::Value Context::Embed(const Napi::CallbackInfo& info) {
     scheduler.Submit(std::move(task));
     channel_->Started();
     return Napi::Number::New(info.Env(), static_cast<double>(id));
+  });
+}
+
+Napi::Value Context::SaveState(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    Scheduler& scheduler = Live();
+    StateTask task;
+    task.op = StateTask::Op::Save;
+    task.sequence = RequireInt(info[0], "sequence", 0, 255);
+    task.meta = RequireString(info[1], "meta");
+    task.id = nextId_++;
+    const uint64_t id = task.id;
+    scheduler.Submit(std::move(task));
+    channel_->Started();
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  });
+}
+
+Napi::Value Context::LoadState(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    Scheduler& scheduler = Live();
+    if (!info[0].IsBuffer()) throw TeaError("ERR_INVALID_ARGUMENT", "data must be a Buffer");
+    Napi::Buffer<uint8_t> buffer = info[0].As<Napi::Buffer<uint8_t>>();
+    StateTask task;
+    task.op = StateTask::Op::Load;
+    task.sequence = RequireInt(info[1], "sequence", -1, 255);
+    task.data.assign(buffer.Data(), buffer.Data() + buffer.Length());  // the scheduler thread reads its own copy
+    task.id = nextId_++;
+    const uint64_t id = task.id;
+    scheduler.Submit(std::move(task));
+    channel_->Started();
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  });
+}
+
+Napi::Value Context::ReserveSequence(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), Live().Reserve()); });
+}
+
+Napi::Value Context::ReleaseSequence(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    if (scheduler_) scheduler_->Release(RequireInt(info[0], "sequence", 0, 255));
+    return info.Env().Undefined();
   });
 }
 

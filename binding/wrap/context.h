@@ -29,6 +29,14 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   // embed(texts: string[], normalize: boolean): number  (the request id)
   Napi::Value Embed(const Napi::CallbackInfo& info);
+  // saveState(sequence: number, meta: string): number  (the request id; a 'state' event brings the file's bytes)
+  Napi::Value SaveState(const Napi::CallbackInfo& info);
+  // loadState(data: Buffer, sequence: number): number  (-1: an idle unreserved sequence; a 'state' event says which)
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
+  // reserveSequence(): number  (a sequence only requests naming it use; ERR_QUEUE_FULL when none is left)
+  Napi::Value ReserveSequence(const Napi::CallbackInfo& info);
+  // releaseSequence(sequence: number): void
+  Napi::Value ReleaseSequence(const Napi::CallbackInfo& info);
   // cancel(id: number): void  (unknown or finished ids are ignored)
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   // info(): NativeContextInfo

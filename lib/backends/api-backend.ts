@@ -166,6 +166,11 @@ export class ApiLlmBackend extends BaseLlmBackend {
 
   #body(request: GenerationRequest, stream: boolean): Record<string, unknown> {
     const s: Sampling = request.sampling;
+    const q = request.sequence;
+    // llama-server's context shift is a server setting (--context-shift): a request can only say what it keeps.
+    if (q.contextShift) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', 'contextShift is not a request option of an API server: start llama-server with --context-shift (nKeep and nDiscard are sent as n_keep and n_discard)');
+    }
     return {
       ...(this.#model !== undefined ? { model: this.#model } : {}),
       ...(request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages.map(toOpenAiMessage) }),
@@ -184,6 +189,9 @@ export class ApiLlmBackend extends BaseLlmBackend {
       ...(s.explicit.has('presencePenalty') ? { presence_penalty: s.presencePenalty } : {}),
       ...(s.stop !== undefined ? { stop: s.stop } : {}),
       ...(s.seed !== undefined ? { seed: s.seed } : {}),
+      ...(q.sequence !== undefined ? { id_slot: q.sequence } : {}),
+      ...(q.nKeep !== 0 ? { n_keep: q.nKeep } : {}),
+      ...(q.nDiscard !== 0 ? { n_discard: q.nDiscard } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     };
   }

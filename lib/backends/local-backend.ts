@@ -167,7 +167,15 @@ export class LocalLlmBackend extends BaseLlmBackend {
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
     const { explicit: _, ...sampling } = request.sampling;
-    const options = { ...sampling, ...structuredOptions(request.structured), signal: request.signal, onChunk };
+    const q = request.sequence;
+    const options = {
+      ...sampling,
+      ...structuredOptions(request.structured),
+      ...(q.sequence !== undefined ? { sequence: q.sequence } : {}),
+      ...(q.contextShift ? { contextShift: true, nKeep: q.nKeep, nDiscard: q.nDiscard } : {}),
+      signal: request.signal,
+      onChunk,
+    };
     const r = request.kind === 'prompt' ? await model.complete(request.prompt, options) : await model.chat(request.messages, { ...options, template: this.#template() });
     return {
       content: r.text,

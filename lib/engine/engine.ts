@@ -1,5 +1,5 @@
 import { LlamaError, toLlamaError } from '../errors';
-import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration, NativeGenerateOptions, NativeInfill, NativeModel } from '../native/binding-types';
+import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration, NativeGenerateOptions, NativeInfill, NativeModel, NativeStateResult } from '../native/binding-types';
 
 // The in-process engine's TypeScript side: one Engine per native scheduler (binding/core/scheduler.h). It submits
 // requests by id, routes the scheduler's coalesced events to them, wires AbortSignals to cancel, and settles every
@@ -7,7 +7,7 @@ import type { NativeContext, NativeContextOptions, NativeEvent, NativeGeneration
 
 interface Pending {
   onText?: (text: string) => void;
-  resolve(value: NativeGeneration | Float32Array[]): void;
+  resolve(value: NativeGeneration | Float32Array[] | NativeStateResult): void;
   reject(error: unknown): void;
 }
 
@@ -45,6 +45,10 @@ class EventRouter {
         case 'embeddings':
           this.pending.delete(event.id);
           p.resolve(event.vectors);
+          break;
+        case 'state':
+          this.pending.delete(event.id);
+          p.resolve({ sequence: event.sequence, tokens: event.tokens, meta: event.meta, ...(event.data ? { data: event.data } : {}) });
           break;
         case 'error':
           this.pending.delete(event.id);
@@ -121,7 +125,30 @@ export class Engine {
     return this.#submit(() => this.#native.embed(documents, false, query), signal) as Promise<Float32Array[]>;
   }
 
-  #submit(start: () => number, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration | Float32Array[]> {
+  /** Saves a sequence's KV state (on the scheduler thread, once the sequence is idle): the state file's bytes. */
+  saveState(sequence: number, meta: string): Promise<NativeStateResult> {
+    return this.#submit(() => this.#native.saveState(sequence, meta), undefined) as Promise<NativeStateResult>;
+  }
+
+  /** Restores a state file's bytes into `sequence` (-1: an idle unreserved one). */
+  loadState(data: Buffer, sequence: number): Promise<NativeStateResult> {
+    return this.#submit(() => this.#native.loadState(data, sequence), undefined) as Promise<NativeStateResult>;
+  }
+
+  /** Reserves a sequence that only requests naming it use (a chat session's); ERR_QUEUE_FULL when none is left. */
+  reserveSequence(): number {
+    try {
+      return this.#native.reserveSequence();
+    } catch (error) {
+      throw toLlamaError(error);
+    }
+  }
+
+  releaseSequence(sequence: number): void {
+    if (!this.#native.disposed) this.#native.releaseSequence(sequence);
+  }
+
+  #submit(start: () => number, signal: AbortSignal | undefined, onText?: (text: string) => void): Promise<NativeGeneration | Float32Array[] | NativeStateResult> {
     if (signal?.aborted) return Promise.reject(new LlamaError('ERR_ABORTED', 'aborted before it started'));
     let id: number;
     try {

@@ -47,8 +47,48 @@ export interface SamplingOptions {
   stop?: string | string[];
 }
 
+/**
+ * Where a generation runs and what happens when its sequence is full (llama-server's `id_slot`, `--context-shift`,
+ * `n_keep`, `n_discard`).
+ */
+export interface SequenceOptions {
+  /** Run in this sequence (0 .. sequences-1), waiting for it to be free (llama-server's `id_slot`). Default: the scheduler picks. */
+  sequence?: number;
+  /**
+   * At the context's end, drop `nDiscard` tokens after the first `nKeep` and go on generating (llama-server's
+   * context shift), instead of finishing with 'length'. Default false.
+   */
+  contextShift?: boolean;
+  /** Prompt tokens (besides a BOS) that a context shift keeps; -1: the whole prompt. Default 0. */
+  nKeep?: number;
+  /** Tokens a context shift drops; 0: half of those after `nKeep`. Default 0. */
+  nDiscard?: number;
+}
+
+export const SEQUENCE_KEYS = ['sequence', 'contextShift', 'nKeep', 'nDiscard'] as const satisfies readonly (keyof SequenceOptions)[];
+
+/** Sequence options after validation; `undefined` fields were not set. */
+export interface ResolvedSequence {
+  sequence: number | undefined;
+  contextShift: boolean;
+  nKeep: number;
+  nDiscard: number;
+}
+
+/** Validates and defaults the sequence part of `options`. */
+export function resolveSequence(options: Record<string, unknown>): ResolvedSequence {
+  const contextShift = options.contextShift;
+  if (contextShift !== undefined && typeof contextShift !== 'boolean') throw new LlamaError('ERR_INVALID_ARGUMENT', 'contextShift must be a boolean');
+  return {
+    sequence: optionalInt(options.sequence, 'sequence', 0, 255),
+    contextShift: contextShift ?? false,
+    nKeep: optionalInt(options.nKeep, 'nKeep', -1, MAX_INT32) ?? 0,
+    nDiscard: optionalInt(options.nDiscard, 'nDiscard', 0, MAX_INT32) ?? 0,
+  };
+}
+
 /** A generation's options: sampling, constrained output, tools, reasoning, abort and streaming. */
-export interface GenerationOptions extends SamplingOptions, StructuredOptions {
+export interface GenerationOptions extends SamplingOptions, SequenceOptions, StructuredOptions {
   /**
    * Stops the generation. Aborted while it runs, the call resolves with what was produced and finishReason
    * 'abort'; aborted while it waits for a free sequence (or before it starts), it rejects with ERR_ABORTED.
@@ -78,7 +118,7 @@ export interface ResolvedSampling {
 export const SAMPLING_KEYS = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'frequencyPenalty', 'presencePenalty', 'seed', 'stop',
 ] as const satisfies readonly (keyof SamplingOptions)[];
-export const GENERATION_KEYS = [...SAMPLING_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk'] as const;
+export const GENERATION_KEYS = [...SAMPLING_KEYS, ...SEQUENCE_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk'] as const;
 
 /** Levenshtein distance, for "did you mean" suggestions. */
 function distance(a: string, b: string): number {
@@ -154,6 +194,7 @@ export interface ResolvedGeneration {
   signal: AbortSignal | undefined;
   onChunk: ((text: string) => void) | undefined;
   structured: ResolvedStructured;
+  sequence: ResolvedSequence;
 }
 
 /** Checks a whole generation options object: unknown keys (beyond `extraKeys`), values, defaults. */
@@ -170,5 +211,6 @@ export function resolveGeneration(
     signal: optionalSignal(opts.signal),
     onChunk: optionalFunction<(text: string) => void>(opts.onChunk, 'onChunk'),
     structured: resolveStructured(opts),
+    sequence: resolveSequence(opts),
   };
 }

@@ -44,7 +44,25 @@ export interface NativeContextOptions {
 }
 
 /** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
-export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions;
+export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions & NativeSequenceOptions;
+
+/** binding/core/task.h GenerationTask: sequence pin and context shift. */
+export interface NativeSequenceOptions {
+  sequence?: number;
+  contextShift?: boolean;
+  nKeep?: number;
+  nDiscard?: number;
+}
+
+/** A state task's answer (binding/core/task.h StateResult). */
+export interface NativeStateResult {
+  sequence: number;
+  tokens: number;
+  /** The metadata the file held (loadState). */
+  meta: string;
+  /** The file's bytes (saveState). */
+  data?: Buffer;
+}
 
 /** Constrained output of one generation (binding/core/task.h GrammarOptions). */
 export interface NativeGrammarOptions {
@@ -100,6 +118,8 @@ export interface NativeGeneration {
   contextFull: boolean;
   /** The sequence (slot) that ran it. */
   sequence: number;
+  /** Context shifts done during it (contextShift). */
+  contextShifts: number;
   timings: { queuedMs: number; promptMs: number; generationMs: number; firstTokenMs: number };
   /** Speculative decoding: tokens drafted, and those the model accepted (0 without it). */
   draftTokens: number;
@@ -111,7 +131,8 @@ export type NativeEvent =
   | { id: number; type: 'text'; text: string }
   | { id: number; type: 'done'; result: NativeGeneration }
   | { id: number; type: 'error'; code: string; message: string }
-  | { id: number; type: 'embeddings'; vectors: Float32Array[] };
+  | { id: number; type: 'embeddings'; vectors: Float32Array[] }
+  | ({ id: number; type: 'state' } & NativeStateResult);
 
 /** An infill request's parts (binding/core/task.h InfillInput), every field filled in by lib/engine/text-tasks.ts. */
 export interface NativeInfill {
@@ -212,6 +233,13 @@ export interface NativeContext {
   generate(prompt: string, options: NativeGenerateOptions, stream: boolean, infill?: NativeInfill): number;
   /** Submits texts to embed (with `rerankQuery`, documents to score against it: rank pooling); returns the request id. */
   embed(texts: string[], normalize: boolean, rerankQuery?: string): number;
+  /** Saves a sequence's state; a 'state' event brings the file's bytes. */
+  saveState(sequence: number, meta: string): number;
+  /** Restores a state file's bytes into `sequence` (-1: an idle unreserved one). */
+  loadState(data: Buffer, sequence: number): number;
+  /** Reserves a sequence for requests that name it; ERR_QUEUE_FULL when none is left. */
+  reserveSequence(): number;
+  releaseSequence(sequence: number): void;
   cancel(id: number): void;
   info(): NativeContextInfo;
   /** Stops the scheduler (joined before it returns); final events are still delivered. */

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// Fuzzing of saved state files (issue 16): seeded mutations of a real state file (state-mutator.mjs), each
+// restored by loadState() in child processes and followed by a short generation, so that a crash inside
+// llama.cpp's state reader is a finding instead of a lost run.
+//
+//   node test/reliability/fuzz/run-state-fuzz.mjs --base file.state     # 400 cases, seed 1
+//   TEA_STATE_FUZZ_CASES=20000 node test/reliability/fuzz/run-state-fuzz.mjs --base file.state
+//
+// Needs dist/ (npm run build:ts), the native addon and stories260K.gguf. The base file is a state saved from
+// stories260K with a context of at most 256 tokens (the fuzz test makes it).
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { runInChildren } from './child-runner.mjs';
+import { DEFAULT_MODEL } from './run-grammar-fuzz.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHILD = join(here, 'state-child.mjs');
+
+/**
+ * What a mutated state file may end in: rejected (ERR_INVALID_STATE, ERR_CONTEXT_OVERFLOW for a token count past
+ * the context), restored and generating, or a model that computes NaN from cells whose rows were changed
+ * (ERR_NUMERIC). Anything else (untyped, internal, a crash) is a finding.
+ */
+export const EXPECTED_STATE_CODES = new Set(['ERR_INVALID_STATE', 'ERR_CONTEXT_OVERFLOW', 'ERR_NUMERIC']);
+
+export async function runStateFuzz({
+  seed = 1,
+  cases = 400,
+  base,
+  dir,
+  prompt,
+  model = DEFAULT_MODEL,
+  parallel = Math.min(2, availableParallelism()),
+  batchSize = 200,
+  caseTimeoutMs = 20_000,
+  addressSpaceMb = 8192,
+  rssLimitMb = 768,
+  log = () => undefined,
+} = {}) {
+  const started = performance.now();
+  const report = { seed, cases, done: 0, outcomes: {}, kinds: {}, crashes: [], hangs: [], unexpected: [], oversized: [], peakRssMb: 0, elapsedMs: 0 };
+  const finding = (list, item) => {
+    list.push(item);
+    log(`FINDING ${JSON.stringify(item)}`);
+  };
+  await runInChildren({
+    name: 'state fuzz',
+    script: CHILD,
+    indices: Array.from({ length: cases }, (_, i) => i),
+    batchSize,
+    parallel,
+    caseTimeoutMs,
+    addressSpaceMb,
+    job: (batch) => ({ seed, model, base, dir, prompt, indices: batch }),
+    onDone: (line, start) => {
+      report.done++;
+      report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
+      report.kinds[start?.kind] = (report.kinds[start?.kind] ?? 0) + 1;
+      const rssMb = line.rss / 1024;
+      if (line.result !== 'ok' && !EXPECTED_STATE_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: start?.d, result: line.result });
+      if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: start?.d, peakRssMb: Math.round(rssMb) });
+      report.peakRssMb = Math.max(report.peakRssMb, rssMb);
+    },
+    onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
+      finding(hung ? report.hangs : report.crashes, { index: start ? start.i : lastIndex, description: start?.d ?? 'between cases', exit, stderr });
+    },
+  });
+  report.peakRssMb = Math.round(report.peakRssMb);
+  report.elapsedMs = Math.round(performance.now() - started);
+  return report;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const base = resolve(arg('--base'));
+  const report = await runStateFuzz({
+    seed: Number(arg('--seed') ?? process.env.TEA_STATE_FUZZ_SEED ?? 1),
+    cases: Number(process.env.TEA_STATE_FUZZ_CASES ?? 400),
+    base,
+    dir: dirname(base),
+    prompt: arg('--prompt') ?? 'Once upon a time',
+    log: (m) => process.stderr.write(`${m}\n`),
+  });
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  process.exit(report.crashes.length + report.hangs.length + report.unexpected.length + report.oversized.length > 0 ? 1 : 0);
+}
