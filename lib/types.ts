@@ -63,6 +63,12 @@ export interface LoadModelOptions {
    * (some model shapes run faster one way on some CPUs: see README, Performance). Default `'auto'`.
    */
   flashAttention?: 'auto' | 'on' | 'off';
+  /**
+   * LoRA adapters to load with the model (as `llama-server --lora` / `--lora-scaled`): paths, or `{ path, scale }`
+   * (scale default 1). They become `model.loras` (ids 0, 1, ...) and the default set of requests without a `lora`
+   * option. Default: none. See README, LoRA adapters.
+   */
+  lora?: (string | { path: string; scale?: number })[];
   /** Called with load progress in [0, 1]. */
   onProgress?: (progress: number) => void;
   /** Aborts the load; the promise rejects with ERR_ABORTED. */

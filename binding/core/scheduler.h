@@ -14,6 +14,11 @@
 // holds the most cells finishes with finishReason "length" and contextFull, its cells are freed, and the batch is
 // retried without it. Other sequences are never touched. A sequence that reaches the per-sequence limit also
 // finishes with "length" and contextFull (no context shift).
+//
+// LoRA: the context has one adapter set per decode, so a batch holds only slots whose request has the same
+// adapters and scales (llama-server's can_batch_with); the others wait for a later step, whose turn starts after
+// the last slot served (round robin). A slot's cached cells are reused only by a request with the configuration
+// they were computed under (llama-server clears a slot's cache when its LoRA changes).
 #pragma once
 
 #include <chrono>
@@ -90,6 +95,7 @@ class Scheduler {
     int32_t id = 0;                      // its sequence id
     SlotState state = SlotState::Free;
     std::vector<llama_token> cached;     // tokens whose KV cells this sequence holds, in order
+    LoraKey cachedLora;                  // the LoRA configuration those cells were computed under
     uint64_t lastUsed = 0;               // step counter at release, for least-recently-used choice
     // The running task:
     GenerationTask task;
@@ -113,7 +119,7 @@ class Scheduler {
   void Step(std::vector<Event>& events);
   void Admit(std::vector<Event>& events);
   void AdmitGeneration(Queued& queued, std::vector<Event>& events);
-  Slot* ChooseSlot(const std::vector<llama_token>& prompt);
+  Slot* ChooseSlot(const std::vector<llama_token>& prompt, const LoraConfig& lora);
   void BuildBatch();
   // Decodes the batch; handles a full cache by the policy above. Returns false when the decode failed or was
   // aborted (the slots involved have then been finished).
@@ -155,6 +161,8 @@ class Scheduler {
   std::list<EmbeddingJob> embeddingJobs_;
   uint64_t steps_ = 0;
   uint32_t abortChecks_ = 0;
+  size_t loraTurn_ = 0;   // the slot whose LoRA configuration the next batch takes, if it has work (round robin)
+  LoraConfig applied_;    // set on ctx_: its shares keep the adapters llama.cpp points to alive
 
   std::thread thread_;  // last: starts once everything above exists
 };

@@ -1,4 +1,5 @@
-// What the scheduler is asked to do (tasks) and what it answers (events). Plain data, no llama.cpp state.
+// What the scheduler is asked to do (tasks) and what it answers (events). Plain data, no llama.cpp state (a task
+// holds shares of the LoRA adapters it runs with, so they outlive it).
 #pragma once
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "lora.h"
 
 namespace tea {
 
@@ -56,6 +58,7 @@ struct GenerationTask {
   SamplingOptions sampling;
   bool stream = false;         // emit text events as it is generated (the done event always carries the text)
   GrammarOptions grammar;
+  LoraConfig lora;             // adapters with scales, canonical (lora.h); empty: the base model
 };
 
 struct EmbeddingTask {

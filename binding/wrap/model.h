@@ -80,6 +80,9 @@ class Model : public Napi::ObjectWrap<Model> {
   ChatRenderJob PrepareRender(const Napi::CallbackInfo& info);
   // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<Context>
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
+  // loadLora(path: string): Promise<Lora>  (llama_adapter_lora_init on a pool thread; ERR_LORA_INVALID when the
+  // file is not an adapter of this model)
+  Napi::Value LoadLora(const Napi::CallbackInfo& info);
   // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   // get disposed: boolean

@@ -36,7 +36,18 @@ export interface NativeContextOptions {
 }
 
 /** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
-export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions;
+export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions & {
+  /** LoRA adapters of this model with their scales; empty or absent: the base model. */
+  lora?: { adapter: NativeLora; scale: number }[];
+};
+
+/** One loaded LoRA adapter (binding/wrap/lora.h). */
+export interface NativeLora {
+  info(): { alpha: number; metadata: Record<string, string> };
+  /** Drops this handle's share (idempotent); requests and contexts using it keep it alive. */
+  dispose(): void;
+  readonly disposed: boolean;
+}
 
 /** Constrained output of one generation (binding/core/task.h GrammarOptions). */
 export interface NativeGrammarOptions {
@@ -140,6 +151,8 @@ export interface NativeModel {
     openaiJson?: string,
   ): string;
   createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void): Promise<NativeContext>;
+  /** llama_adapter_lora_init on a pool thread; ERR_LORA_INVALID when the file is not an adapter of this model. */
+  loadLora(path: string): Promise<NativeLora>;
   dispose(): void;
   readonly disposed: boolean;
 }
