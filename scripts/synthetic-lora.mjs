@@ -8,7 +8,7 @@
 //   node scripts/synthetic-lora.mjs --base MODEL.gguf --out ADAPTER.gguf [--rank 4] [--seed 1] [--mismatch]
 //
 // Prints the path. Reuses the file when present. Needs the compiled TypeScript (npm run build:ts) for the writer.
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -75,7 +75,8 @@ export async function ensureSyntheticLora({ base, out, rank = 4, seed = 1, misma
   return out;
 }
 
-const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+// realpath: run through a symlinked node_modules, argv[1] is the link and import.meta.url its target.
+const isMain = process.argv[1] && existsSync(process.argv[1]) && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
 if (isMain) {
   const opts = {};
   const argv = process.argv.slice(2);
