@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, type LlamaModel } from '../lib';
+import { ApiLlmBackend, loadModel, LocalLlmBackend, type LlamaModel } from '../lib';
 import type { LoraAdapter } from '../lib/lora';
 import { startLlamaServer, type LlamaServer } from './support/llama-server';
 import { cacheDir, haveModel, modelPath, STORIES } from './support/models';
@@ -130,6 +130,18 @@ describe.runIf(haveModel(STORIES))('LoRA adapters on stories260K', () => {
     expect((await running).text).toBe((await reference(PROMPTS[0]!, [{ id: 1, scale: 0.5 }])).content);
     expect(extra.disposed).toBe(true);
     await expect(model.complete(PROMPTS[0]!, { ...GREEDY, lora: [{ adapter: extra }] })).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+  });
+
+  it('through LlmBackend: a local backend with lora, and an API backend sending llama-server its per-request lora', async () => {
+    await using local = new LocalLlmBackend({ modelPath: modelPath(STORIES), contextSize: 512, threads: 2, lora: [paths.first, { path: paths.second, scale: 0 }] });
+    await using api = new ApiLlmBackend({ baseUrl: server.baseUrl, model: 'stories' });
+    for (const lora of [undefined, [{ adapter: 1, scale: 0.5 }], [{ adapter: 0, scale: 0.3 }, { adapter: 1, scale: 0.3 }]]) {
+      const expected = (await reference(PROMPTS[0]!, lora ? lora.map((l) => ({ id: l.adapter, scale: l.scale })) : [{ id: 0, scale: 1 }])).content;
+      expect((await local.call({ prompt: PROMPTS[0]!, ...GREEDY, ...(lora ? { lora } : {}) })).text, JSON.stringify(lora)).toBe(expected);
+      if (lora) expect((await api.call({ prompt: PROMPTS[0]!, ...GREEDY, lora })).text, JSON.stringify(lora)).toBe(expected);
+    }
+    await expect(api.call({ prompt: 'x', lora: [] })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(api.call({ prompt: 'x', lora: [{ adapter: first }] })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 
   it('bad adapters and options are typed errors, and the process goes on', async () => {

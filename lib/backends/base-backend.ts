@@ -3,6 +3,7 @@ import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
+import type { ResolvedLora } from '../lora';
 import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
 import type {
@@ -41,7 +42,7 @@ export type Sampling = ResolvedSampling;
 export type GenerationInput = { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
 
 /** What a backend's engine is asked to do. */
-export type GenerationRequest = GenerationInput & { sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal };
+export type GenerationRequest = GenerationInput & { sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal; lora?: ResolvedLora[] };
 
 /** What a backend's engine returns; the base class adds the backend kind, caching and the wall-clock time. */
 export interface EngineResult {
@@ -59,7 +60,7 @@ export interface EngineResult {
 }
 
 /** A checked request and the caller's signal. */
-type Prepared = { input: GenerationInput; sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal | undefined };
+type Prepared = { input: GenerationInput; sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal | undefined; lora: ResolvedLora[] | undefined };
 
 export function checkMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'messages must be an array of { role, content }');
@@ -169,8 +170,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
   }
 
   #prepare(input: GenerationInput, options: unknown, where: string, extraKeys: readonly string[] = []): Prepared {
-    const { sampling, signal, structured } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
-    return { input, sampling, structured, signal };
+    const { sampling, signal, structured, lora } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
+    return { input, sampling, structured, signal, lora };
   }
 
   #promptRequest(params: LlmCallParams): Prepared {
@@ -212,11 +213,11 @@ export abstract class BaseLlmBackend implements LlmBackend {
     stop?: AbortSignal,
   ): Promise<LlmResult> {
     this.checkOpen();
-    const { input, sampling, structured, signal } = prepare();
+    const { input, sampling, structured, signal, lora } = prepare();
     if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the call was aborted before it started');
     const started = performance.now();
 
-    const key = this.#cache ? this.#cacheKey(input, sampling, structured) : undefined;
+    const key = this.#cache ? this.#cacheKey(input, sampling, structured, lora) : undefined;
     if (key) {
       const hit = await this.#cache!.get(key);
       if (hit) {
@@ -243,7 +244,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
         }
       : undefined;
 
-    const engine = await this.generate({ ...input, sampling, structured, signal: AbortSignal.any(signals) }, sink);
+    const engine = await this.generate({ ...input, sampling, structured, signal: AbortSignal.any(signals), ...(lora ? { lora } : {}) }, sink);
     if (callbackError !== undefined) throw callbackError;
     const result: LlmResult = {
       text: engine.content,
@@ -275,7 +276,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
     return result;
   }
 
-  #cacheKey(input: GenerationInput, sampling: Sampling, structured: ResolvedStructured): ResponseCacheKey {
+  #cacheKey(input: GenerationInput, sampling: Sampling, structured: ResolvedStructured, lora: ResolvedLora[] | undefined): ResponseCacheKey {
     const { explicit: _, ...values } = sampling;
     const extra = structuredCacheKey(structured);
     return {
@@ -284,6 +285,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
       ...(input.kind === 'prompt' ? { prompt: input.prompt } : { messages: input.messages }),
       ...values,
       ...(Object.keys(extra).length > 0 ? { structured: extra } : {}),
+      // An adapter by id, or by its file (an object's identity does not survive the process).
+      ...(lora ? { lora: lora.map((l) => [typeof l.adapter === 'number' ? l.adapter : l.adapter.path, l.scale]) } : {}),
     };
   }
 }

@@ -41,6 +41,11 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
   freeMemory?: number;
   /** Receives the model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
   onLoadProgress?: (progress: number) => void;
+  /**
+   * LoRA adapters loaded with the model, the default set of every request (`llama-server --lora`/`--lora-scaled`);
+   * a request's `lora: [{ adapter: id, scale }]` picks among them by position. Default: none.
+   */
+  lora?: (string | { path: string; scale?: number })[];
 }
 
 /**
@@ -63,6 +68,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
     freeMemory?: number;
     sequences?: number;
     maxQueued?: number;
+    lora?: (string | { path: string; scale?: number })[];
   };
   readonly #onLoadProgress: ((progress: number) => void) | undefined;
   #loading: Promise<LlamaModel> | undefined;
@@ -85,6 +91,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
       freeMemory: optionalNumber(opts.freeMemory, 'freeMemory', 0, Number.MAX_SAFE_INTEGER),
       sequences: optionalInt(opts.sequences, 'sequences', 1, 256),
       maxQueued: optionalInt(opts.maxQueued, 'maxQueued', 0, 2 ** 31 - 1),
+      // Resolved against the working directory now, as modelPath; loadModel checks the entries.
+      ...(opts.lora !== undefined ? { lora: Array.isArray(opts.lora) ? opts.lora.map((l) => (typeof l === 'string' ? resolve(l) : l && typeof l === 'object' ? { ...l, path: typeof l.path === 'string' ? resolve(l.path) : l.path } : l)) : opts.lora } : {}),
     };
     this.#onLoadProgress = optionalFunction(opts.onLoadProgress, 'onLoadProgress');
   }
@@ -131,6 +139,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       sequences: this.#options.sequences,
       maxQueued: this.#options.maxQueued,
       onProgress: this.#onLoadProgress,
+      ...(this.#options.lora ? { lora: this.#options.lora } : {}),
     });
     try {
       if (this.disposed) throw new LlamaError('ERR_DISPOSED', 'the local backend was disposed while its model loaded');
@@ -146,13 +155,14 @@ export class LocalLlmBackend extends BaseLlmBackend {
   }
 
   protected override cacheIdentity(): string {
-    return this.modelPath;
+    // Its default adapters change every answer.
+    return this.#options.lora ? `${this.modelPath} lora ${JSON.stringify(this.#options.lora)}` : this.modelPath;
   }
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
     const { explicit: _, ...sampling } = request.sampling;
-    const options = { ...sampling, ...structuredOptions(request.structured), signal: request.signal, onChunk };
+    const options = { ...sampling, ...structuredOptions(request.structured), signal: request.signal, onChunk, ...(request.lora ? { lora: request.lora } : {}) };
     const r = request.kind === 'prompt' ? await model.complete(request.prompt, options) : await model.chat(request.messages, { ...options, template: this.#template() });
     return {
       content: r.text,
