@@ -1,5 +1,5 @@
 import { LlamaError } from './errors';
-import { GgmlType, readGguf, type GgufFile, type GgufTensorInfo } from './gguf';
+import { GgmlType, GgufValueType, readGguf, type GgufFile, type GgufTensorInfo } from './gguf';
 import type { NativeLora } from './native/binding-types';
 import { optionalNumber, requireObject } from './validate';
 
@@ -100,13 +100,15 @@ export async function checkLoraFile(path: string, architecture: string, modelTen
     return fail(`not a readable GGUF file: ${e.message ?? String(error)}`);
   }
   const meta = file.metadata;
-  if (meta['general.type'] !== 'adapter') fail(`general.type is ${JSON.stringify(meta['general.type'])}, not "adapter": this is not an adapter file`);
-  if (meta['adapter.type'] !== 'lora') fail(`adapter.type is ${JSON.stringify(meta['adapter.type'])}, not "lora"`);
+  const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : v === undefined ? 'missing' : 'not a string');
+  if (meta['general.type'] !== 'adapter') fail(`general.type is ${show(meta['general.type'])}, not "adapter": this is not an adapter file`);
+  if (meta['adapter.type'] !== 'lora') fail(`adapter.type is ${show(meta['adapter.type'])}, not "lora"`);
   if (meta['general.architecture'] !== architecture) {
-    fail(`the adapter is for architecture ${JSON.stringify(meta['general.architecture'])}, the model is ${JSON.stringify(architecture)}`);
+    fail(`the adapter is for architecture ${show(meta['general.architecture'])}, the model is ${JSON.stringify(architecture)}`);
   }
-  const alpha = meta['adapter.lora.alpha'];
-  if (alpha !== undefined && !(typeof alpha === 'number' && Number.isFinite(alpha))) fail('adapter.lora.alpha must be a finite number');
+  // llama.cpp reads it with gguf_get_val_f32, which aborts the process on any other type.
+  const alpha = file.entries.find((e) => e.key === 'adapter.lora.alpha');
+  if (alpha !== undefined && (alpha.type !== GgufValueType.FLOAT32 || !Number.isFinite(alpha.value))) fail('adapter.lora.alpha must be a finite FLOAT32');
   const pairs = new Map<string, { a?: GgufTensorInfo; b?: GgufTensorInfo }>();
   for (const t of file.tensors) {
     const m = /^(.*)\.lora_([ab])$/.exec(t.name);
