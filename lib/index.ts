@@ -5,6 +5,7 @@ export { LlamaError, type LlamaErrorCode } from './errors';
 export { LlamaModel, loadModel, SYNC_DETOKENIZE_MAX_TOKENS, SYNC_TOKENIZE_MAX_CHARS, TEMPLATE_LIMITS } from './model';
 export type { LoadStateOptions, SavedState, SaveStateOptions } from './model';
 export type { ChatSession, ChatSessionOptions, ChatTurnOptions, ChatTurnResult } from './engine/session';
+export { LoraAdapter, type LoraRequest } from './lora';
 export { checkRpcServer, listRpcDevices, type RpcDevice, type RpcServerInfo } from './rpc';
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';

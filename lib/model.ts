@@ -34,7 +34,8 @@ import {
   type VocabularyInfo,
 } from './engine/text-tasks';
 import { LlamaError, toLlamaError } from './errors';
-import { readGguf } from './gguf';
+import { readGguf, type GgufTensorInfo } from './gguf';
+import { checkLoraFile, LoraAdapter, resolveLora, type LoraRequest, type ResolvedLora } from './lora';
 import type { NativeAbortFlag, NativeChatParse, NativeContextOptions, NativeGenerateOptions, NativeGrammarOptions, NativeInfill, NativeModel } from './native/binding-types';
 import { getBinding } from './native/load-binding';
 import { checkHyperparameters, checkTensors } from './preflight';
@@ -92,6 +93,8 @@ interface ResolvedLoadOptions {
   speculative?: ResolvedSpeculative;
   /** Releases the RPC servers the model holds (see lib/rpc.ts), after the native model is freed. */
   releaseRpc?: () => void;
+  /** The model file's tensors by name, to check LoRA adapters against. */
+  tensors: ReadonlyMap<string, GgufTensorInfo>;
 }
 
 /** Largest state file loadState() reads (a Buffer's limit is near it). */
@@ -151,7 +154,7 @@ const EMBEDDING_SEQUENCES = 64;
 
 const LOAD_KEYS = [
   'contextSize', 'threads', 'batchSize', 'gpuLayers', 'vocabOnly', 'seed', 'embeddingContextSize', 'useMmap', 'flashAttention',
-  'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs', 'rpcTimeoutMs',
+  'sequences', 'maxQueued', 'onProgress', 'signal', 'rpcServers', 'tensorSplit', 'rpcConnectTimeoutMs', 'rpcTimeoutMs', 'lora',
   'pooling',
   ...SPECULATIVE_KEYS,
 ] as const;
@@ -401,6 +404,8 @@ export class LlamaModel implements AsyncDisposable {
   readonly #embedding = new Map<number, Promise<Engine>>();
   #disposing: Promise<void> | undefined;
   #vocabulary: VocabularyInfo | undefined;
+  readonly #loras: LoraAdapter[] = [];
+  #defaultLora: ResolvedLora[] = [];
 
   /** @internal Use loadModel(). */
   constructor(native: NativeModel, info: ModelInfo, options: ResolvedLoadOptions) {
@@ -422,6 +427,60 @@ export class LlamaModel implements AsyncDisposable {
   /** Requests that may wait for a free sequence before ERR_QUEUE_FULL. */
   get maxQueued(): number {
     return this.#options.maxQueued;
+  }
+
+  /** The LoRA adapters loaded for this model (`loadModel`'s `lora`, then each {@link loadLora}), by id. */
+  get loras(): readonly LoraAdapter[] {
+    return [...this.#loras];
+  }
+
+  /** The adapters and scales of requests without a `lora` option (`loadModel`'s `lora`, or {@link setLora}'s). */
+  get defaultLora(): readonly { adapter: LoraAdapter; scale: number }[] {
+    return this.#defaultLora.map(({ adapter, scale }) => ({ adapter: this.#adapter(adapter, 'defaultLora'), scale }));
+  }
+
+  /**
+   * Loads a LoRA adapter (a GGUF file made for this model, e.g. by llama.cpp's convert_lora_to_gguf.py), off the
+   * main thread. It changes nothing until a request lists it in `lora`, or {@link setLora} makes it a default. A
+   * file that is not an adapter of this model (another architecture, tensor names or shapes) is ERR_LORA_INVALID.
+   */
+  async loadLora(path: string): Promise<LoraAdapter> {
+    this.#checkOpen();
+    this.#checkGenerative();
+    const absolute = resolve(requireString(path, 'path'));
+    await checkLoraFile(absolute, this.info.architecture, this.#options.tensors);
+    this.#checkOpen();
+    const native = await this.#call(() => this.#native.loadLora(absolute));
+    const adapter = new LoraAdapter(native, absolute, this.#loras.length, this);
+    this.#loras.push(adapter);
+    if (this.#disposing) adapter.dispose();
+    return adapter;
+  }
+
+  /**
+   * Sets the adapters of requests without a `lora` option (llama-server's `POST /lora-adapters`); `[]` removes
+   * them all. Requests already running keep theirs.
+   */
+  setLora(lora: LoraRequest[]): void {
+    this.#checkOpen();
+    const list = resolveLora(lora) ?? [];
+    for (const [i, entry] of list.entries()) this.#adapter(entry.adapter, `lora[${i}]`);
+    this.#defaultLora = list;
+  }
+
+  /** A request's adapter (object or id), checked to be one of this model's and not disposed. */
+  #adapter(adapter: LoraAdapter | number, name: string): LoraAdapter {
+    const a = typeof adapter === 'number' ? this.#loras[adapter] : adapter;
+    if (a === undefined) throw new LlamaError('ERR_INVALID_ARGUMENT', `${name}: the model has no LoRA adapter ${String(adapter)} (it has ${this.#loras.length})`);
+    if (a.owner !== this) throw new LlamaError('ERR_INVALID_ARGUMENT', `${name}: the LoRA adapter ${a.path} was loaded for another model`);
+    if (a.disposed) throw new LlamaError('ERR_DISPOSED', `${name}: the LoRA adapter ${a.path} has been disposed`);
+    return a;
+  }
+
+  /** The native `lora` of a request: its own list, or the default set. */
+  #nativeLora(lora: ResolvedLora[] | undefined): NativeGenerateOptions['lora'] {
+    const list = lora ?? this.#defaultLora;
+    return list.map((entry, i) => ({ adapter: this.#adapter(entry.adapter, lora ? `lora[${i}]` : 'the default LoRA set (setLora)').native, scale: entry.scale }));
   }
 
   /**
@@ -645,6 +704,7 @@ export class LlamaModel implements AsyncDisposable {
     const { sampling, signal, onChunk, structured } = request;
     const onDelta = structured.onDelta;
     this.#checkGenerative();
+    const lora = this.#nativeLora(request.lora);
     const started = performance.now();
     const engine = await this.#generationContext();
     this.#checkOpen();
@@ -658,6 +718,7 @@ export class LlamaModel implements AsyncDisposable {
       ...(seq.sequence !== undefined ? { sequence: seq.sequence } : {}),
       ...(seq.contextShift ? { contextShift: true, nKeep: seq.nKeep, nDiscard: seq.nDiscard } : {}),
     };
+    if (lora!.length > 0) native.lora = lora;
     if (layer && layer.stops.length > 0) native.stop = [...(native.stop ?? []), ...layer.stops];
 
     // With a chat layer the raw text goes through llama.cpp's parser: onChunk gets the content only (never the
@@ -924,6 +985,7 @@ export class LlamaModel implements AsyncDisposable {
       const contexts = [this.#generation, ...this.#embedding.values()].filter((c) => c !== undefined);
       const settled = await Promise.allSettled(contexts);
       await Promise.all(settled.map((c) => (c.status === 'fulfilled' ? c.value.dispose() : undefined)));
+      for (const adapter of this.#loras) adapter.dispose();
       this.#native.dispose();
       this.#options.speculative?.draft?.dispose();
       this.#options.releaseRpc?.();
@@ -1051,6 +1113,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const signal = optionalSignal(opts.signal);
   const rpc = checkRpcOptions(opts);
   const spec = checkSpeculative(opts, vocabOnly);
+  const loraFiles = checkLoadLora(opts.lora);
   // With RPC servers and no gpuLayers, every layer goes to them: offloading nothing would leave them unused.
   const gpuLayers = gpuLayersOption ?? (rpc.rpcServers.length > 0 ? -1 : 0);
   if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'model load aborted');
@@ -1120,7 +1183,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       throw error;
     }
   }
-  return LlamaModel.open(native, info, {
+  const model = await LlamaModel.open(native, info, {
     speculative,
     contextSize: resolvedContext,
     embeddingContextSize: embeddingContextSize ?? Math.min(resolvedContext, 1024),
@@ -1133,6 +1196,30 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     pooling: pooling === undefined ? undefined : POOLING[pooling],
     hasClassifier,
     releaseRpc,
+    tensors: new Map(gguf.tensors.map((t) => [t.name, t])),
+  });
+  if (loraFiles.length > 0) {
+    try {
+      const adapters = [];
+      for (const { path: file } of loraFiles) adapters.push(await model.loadLora(file));
+      model.setLora(adapters.map((adapter, i) => ({ adapter, scale: loraFiles[i]!.scale })));
+    } catch (error) {
+      await model.dispose();
+      throw error;
+    }
+  }
+  return model;
+}
+
+/** loadModel's `lora`: files (relative to the working directory) and their default scales. */
+function checkLoadLora(value: unknown): { path: string; scale: number }[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'lora must be an array of adapter paths or { path, scale }');
+  return value.map((item: unknown, i) => {
+    if (typeof item === 'string') return { path: requireString(item, `lora[${i}]`), scale: 1 };
+    const entry = requireObject(item, `lora[${i}]`);
+    rejectUnknownKeys(entry, ['path', 'scale'], `lora[${i}]`);
+    return { path: requireString(entry.path, `lora[${i}].path`), scale: optionalNumber(entry.scale, `lora[${i}].scale`, -1e6, 1e6) ?? 1 };
   });
 }
 

@@ -92,6 +92,12 @@ export interface LoadModelOptions {
   draftNgram?: boolean;
   /** Tokens of the n-gram looked up (`--spec-ngram-simple-size-n`). Default 12. */
   draftNgramSize?: number;
+  /**
+   * LoRA adapters to load with the model (as `llama-server --lora` / `--lora-scaled`): paths, or `{ path, scale }`
+   * (scale default 1). They become `model.loras` (ids 0, 1, ...) and the default set of requests without a `lora`
+   * option. Default: none. See README, LoRA adapters.
+   */
+  lora?: (string | { path: string; scale?: number })[];
   /** Called with load progress in [0, 1]. */
   onProgress?: (progress: number) => void;
   /** Aborts the load; the promise rejects with ERR_ABORTED. */

@@ -227,6 +227,13 @@ void Scheduler::Loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      if (!applied_.empty() && queue_.empty() && stateQueue_.empty() && active_ == 0 && !stopping_) {
+        // Idle: the context lets its adapters go, so a disposed adapter's memory is freed now, not at the next request.
+        lock.unlock();
+        llama_set_adapters_lora(ctx_, nullptr, 0, nullptr);
+        applied_.clear();
+        lock.lock();
+      }
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !stateQueue_.empty() || active_ > 0; });
       if (stopping_) break;
     }
@@ -288,6 +295,8 @@ void Scheduler::Loop() {
   }
   llama_free(ctx_);  // on the thread that ran its decodes: the OpenMP team it created goes with it
   ctx_ = nullptr;
+  applied_.clear();  // after the context that pointed to them
+  for (Slot& slot : slots_) slot.task.lora.clear();
 #if defined(__GLIBC__)
   // A context freed by the garbage collector goes long after newer allocations: glibc keeps the freed KV and
   // compute buffers in its arenas (measured: 2.8 MB of RSS per collected stories260K context, for ever).
@@ -381,13 +390,14 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
     for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
   }
 
-  Slot& slot = *ChooseSlot(prompt, task.sequence);
+  Slot& slot = *ChooseSlot(prompt, task.sequence, task.lora);
   // Reuse the KV cells of the longest common prefix; at least the last prompt token is decoded again so its
   // logits exist. A one-token match is only the BOS: recomputing it from position 0 is faster than starting the
   // new tokens at position 1, where flash-attention tiles straddle the causal diagonal (llama-bench: pp127 at depth
   // 1 is 6-8% slower than at depth 0 on stories260K).
+  // Cells computed under another LoRA configuration are not reused.
   size_t keep = 0;
-  const size_t common = std::min(slot.cached.size(), prompt.size() - 1);
+  const size_t common = slot.cachedLora.Matches(task.lora) ? std::min(slot.cached.size(), prompt.size() - 1) : 0;
   while (keep < common && slot.cached[keep] == prompt[keep]) ++keep;
   if (keep == 1) keep = 0;
   llama_memory_t memory = llama_get_memory(ctx_);
@@ -397,6 +407,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   }
   if (spec_) spec_->Remove(slot.id, static_cast<llama_pos>(keep), -1);
   slot.cached.resize(keep);
+  slot.cachedLora = LoraKey::Of(task.lora);
 
   slot.state = SlotState::Prompt;
   slot.task = std::move(task);
@@ -426,7 +437,7 @@ bool Scheduler::Admissible(const Task& task) const {
   return false;
 }
 
-Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned) {
+Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned, const LoraConfig& lora) {
   if (pinned >= 0) return &slots_[static_cast<size_t>(pinned)];
   Slot* best = nullptr;
   size_t bestPrefix = 0;
@@ -434,7 +445,7 @@ Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt, i
   for (Slot& slot : slots_) {
     if (slot.state != SlotState::Free || reservedNow_[static_cast<size_t>(slot.id)]) continue;
     size_t prefix = 0;
-    const size_t n = std::min(slot.cached.size(), prompt.size());
+    const size_t n = slot.cachedLora.Matches(lora) ? std::min(slot.cached.size(), prompt.size()) : 0;
     while (prefix < n && slot.cached[prefix] == prompt[prefix]) ++prefix;
     if (prefix > bestPrefix) {
       best = &slot;
@@ -449,10 +460,27 @@ Scheduler::Slot* Scheduler::ChooseSlot(const std::vector<llama_token>& prompt, i
 void Scheduler::BuildBatch() {
   batch_.n_tokens = 0;
   inBatch_.clear();
+  // One LoRA configuration per batch: that of the first slot with work from loraTurn_ on. When others wait, the
+  // next batch's turn starts after that slot.
+  const LoraConfig* group = nullptr;
+  bool mixed = false;
+  const size_t n = slots_.size();
+  for (size_t k = 0; k < n; ++k) {
+    const Slot& slot = slots_[(loraTurn_ + k) % n];
+    if (slot.state == SlotState::Free) continue;
+    if (group == nullptr) {
+      group = &slot.task.lora;
+      loraTurn_ = (loraTurn_ + k) % n;
+    } else if (!SameLora(*group, slot.task.lora)) {
+      mixed = true;
+    }
+  }
+  if (mixed) loraTurn_ = (loraTurn_ + 1) % n;
+  const auto outOfGroup = [&](const Slot& slot) { return group != nullptr && !SameLora(*group, slot.task.lora); };
   for (Slot& slot : slots_) {
     slot.batchIndex = -1;
     slot.batchTokens = 0;
-    if (slot.state != SlotState::Generating) continue;
+    if (slot.state != SlotState::Generating || outOfGroup(slot)) continue;
     slot.batchIndex = batch_.n_tokens;
     slot.batchTokens = 1 + static_cast<int32_t>(slot.draft.size());
     const auto pos = static_cast<llama_pos>(slot.cached.size());
@@ -464,7 +492,7 @@ void Scheduler::BuildBatch() {
   int32_t budget = static_cast<int32_t>(nBatch_) - batch_.n_tokens;
   std::vector<Slot*> prompts;
   for (Slot& slot : slots_) {
-    if (slot.state == SlotState::Prompt) prompts.push_back(&slot);
+    if (slot.state == SlotState::Prompt && !outOfGroup(slot)) prompts.push_back(&slot);
   }
   std::vector<int32_t> take(prompts.size(), 0);
   for (bool progress = true; budget > 0 && progress;) {
@@ -502,6 +530,11 @@ bool Scheduler::Decode(std::vector<Event>& events) {
   for (;;) {
     if (batch_.n_tokens == 0) return false;
     if (options_.onBatch) options_.onBatch(batch_);
+    // Every slot of the batch has the same LoRA configuration (BuildBatch).
+    if (!SameLora(applied_, inBatch_.front()->task.lora)) {
+      ApplyLora(ctx_, inBatch_.front()->task.lora);
+      applied_ = inBatch_.front()->task.lora;
+    }
     const int32_t status = llama_decode(ctx_, batch_);
     if (status == 0 && spec_ && !spec_->Process(batch_)) {
       for (Slot* slot : inBatch_) Fail(*slot, "ERR_DECODE", "the draft model failed to decode the batch", events);
@@ -696,6 +729,7 @@ void Scheduler::Finish(Slot& slot, const std::string& reason, std::vector<Event>
   slot.lastUsed = steps_;
   slot.sampler.reset();
   slot.draft.clear();
+  slot.task.lora.clear();  // its adapters may go; cachedLora still tells what the cells were made with
   slot.batchIndex = -1;
   std::lock_guard<std::mutex> lock(mutex_);
   Untrack(slot.task.id);
@@ -710,6 +744,7 @@ void Scheduler::Fail(Slot& slot, const std::string& code, const std::string& mes
   slot.state = SlotState::Free;
   slot.lastUsed = steps_;
   slot.sampler.reset();
+  slot.task.lora.clear();
   std::lock_guard<std::mutex> lock(mutex_);
   Untrack(slot.task.id);
 }
@@ -841,6 +876,7 @@ StateResult Scheduler::LoadState(Slot& slot, const StateTask& task) {
                                                    : "invalid state file: the sequence state has trailing bytes");
   }
   slot.cached = std::move(state.tokens);
+  slot.cachedLora = LoraKey::Of(LoraConfig{});  // saved state holds base-model cells (adapters are not saved with it)
   slot.lastUsed = steps_;
   StateResult out;
   out.sequence = slot.id;

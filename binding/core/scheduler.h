@@ -21,6 +21,11 @@
 // Reserved sequences (Reserve): only tasks that name them run there, so a chat session's cached conversation is not
 // taken by other traffic. State tasks (save or restore one sequence's KV state) run between steps, once their
 // sequence is idle.
+//
+// LoRA: the context has one adapter set per decode, so a batch holds only slots whose request has the same
+// adapters and scales (llama-server's can_batch_with); the others wait for a later step, whose turn starts after
+// the last slot served (round robin). A slot's cached cells are reused only by a request with the configuration
+// they were computed under (llama-server clears a slot's cache when its LoRA changes).
 #pragma once
 
 #include <chrono>
@@ -110,6 +115,7 @@ class Scheduler {
     int32_t id = 0;                      // its sequence id
     SlotState state = SlotState::Free;
     std::vector<llama_token> cached;     // tokens whose KV cells this sequence holds, in order
+    LoraKey cachedLora;                  // the LoRA configuration those cells were computed under
     uint64_t lastUsed = 0;               // step counter at release, for least-recently-used choice
     // The running task:
     GenerationTask task;
@@ -138,8 +144,9 @@ class Scheduler {
   void Step(std::vector<Event>& events);
   void Admit(std::vector<Event>& events);
   void AdmitGeneration(Queued& queued, std::vector<Event>& events);
-  // The slot for a new prompt: `pinned` when >= 0, else the free unreserved one with the longest common prefix.
-  Slot* ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned);
+  // The slot for a new prompt: `pinned` when >= 0, else the free unreserved one with the longest common prefix
+  // computed under the same LoRA configuration.
+  Slot* ChooseSlot(const std::vector<llama_token>& prompt, int32_t pinned, const LoraConfig& lora);
   // Whether a queued task may be admitted now: a free slot it may use exists (under mutex_).
   bool Admissible(const Task& task) const;
   // Runs the state tasks whose sequence is idle; the others wait for the next step.
@@ -201,6 +208,8 @@ class Scheduler {
   uint64_t steps_ = 0;
   uint32_t abortChecks_ = 0;
   std::vector<bool> reservedNow_;  // reserved_ as of the last Admit or state run
+  size_t loraTurn_ = 0;   // the slot whose LoRA configuration the next batch takes, if it has work (round robin)
+  LoraConfig applied_;    // set on ctx_: its shares keep the adapters llama.cpp points to alive
 
   std::thread thread_;  // last: starts once everything above exists
 };

@@ -1,4 +1,5 @@
-// What the scheduler is asked to do (tasks) and what it answers (events). Plain data, no llama.cpp state.
+// What the scheduler is asked to do (tasks) and what it answers (events). Plain data, no llama.cpp state (a task
+// holds shares of the LoRA adapters it runs with, so they outlive it).
 #pragma once
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "lora.h"
 
 namespace tea {
 
@@ -74,6 +76,7 @@ struct GenerationTask {
   bool contextShift = false;
   int32_t nKeep = 0;
   int32_t nDiscard = 0;        // 0: half of what follows nKeep
+  LoraConfig lora;             // adapters with scales, canonical (lora.h); empty: the base model
 };
 
 // Saves a sequence's KV state (with its tokens and the caller's metadata) or restores one. Runs on the scheduler

@@ -9,6 +9,7 @@ struct AddonData {
   Napi::FunctionReference abortFlagClass;
   Napi::FunctionReference modelClass;
   Napi::FunctionReference contextClass;
+  Napi::FunctionReference loraClass;
 
   static AddonData* Of(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 };

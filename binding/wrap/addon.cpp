@@ -11,6 +11,7 @@
 #include "context.h"
 #include "errors.h"
 #include "log.h"
+#include "lora_adapter.h"
 #include "model.h"
 #include "model_load_worker.h"
 #include "options.h"
@@ -95,6 +96,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->abortFlagClass = Napi::Persistent(abortFlag);
   data->modelClass = Napi::Persistent(model);
   data->contextClass = Napi::Persistent(context);
+  Napi::Function lora = Lora::Define(env);
+  data->loraClass = Napi::Persistent(lora);
+  exports.Set("Lora", lora);
 
   exports.Set("AbortFlag", abortFlag);
   exports.Set("Model", model);

@@ -2,6 +2,7 @@
 
 #include "addon_data.h"
 #include "errors.h"
+#include "lora_adapter.h"
 #include "options.h"
 
 namespace tea {
@@ -50,6 +51,7 @@ Napi::Object Context::Create(Napi::Env env, ModelPtr model, llama_context* ctx, 
   Context* context = Context::Unwrap(object);
   context->channel_ = std::make_unique<EventChannel>(env, onEvents);
   context->embeddings_ = options.embeddings;
+  context->llamaModel_ = model->model;
   context->scheduler_ = std::make_unique<Scheduler>(ctx, std::move(model), options, context->channel_.get(), std::move(speculation));
   context->model_ = Napi::Persistent(modelObject);
   // worker.terminate() tears the environment down without a dispose(): the scheduler must stop first.
@@ -88,6 +90,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
     Scheduler& scheduler = Live();
     GenerationTask task = ParseGenerationTask(info[0], info[1], info[2].ToBoolean());
     if (info[3].IsObject()) task.infill = ParseInfill(info[3].As<Napi::Object>());
+    if (info[1].IsObject()) task.lora = ParseLoraConfig(info[1].As<Napi::Object>().Get("lora"), llamaModel_);
     task.id = nextId_++;
     const uint64_t id = task.id;
     scheduler.Submit(std::move(task));

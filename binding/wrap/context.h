@@ -25,7 +25,8 @@ class Context : public Napi::ObjectWrap<Context> {
   ~Context() override;
 
  private:
-  // generate(prompt: string, options: NativeGenerateOptions, stream: boolean): number  (the request id)
+  // generate(prompt: string, options: NativeGenerateOptions, stream: boolean): number  (the request id; options.lora:
+  // [{ adapter: Lora, scale }] of this model, see lora.h)
   Napi::Value Generate(const Napi::CallbackInfo& info);
   // embed(texts: string[], normalize: boolean): number  (the request id)
   Napi::Value Embed(const Napi::CallbackInfo& info);
@@ -56,6 +57,7 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::ObjectReference model_;
   uint64_t nextId_ = 1;
   bool embeddings_ = false;
+  const llama_model* llamaModel_ = nullptr;  // what a request's LoRA adapters must have been loaded for
   napi_env env_ = nullptr;
   bool cleanupHook_ = false;
 };

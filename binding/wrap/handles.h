@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "llama.h"
 
@@ -11,6 +12,7 @@ namespace tea {
 
 struct ModelHandle {
   llama_model* model = nullptr;
+  std::mutex adapters;  // llama.cpp's set of the model's LoRA adapters is not thread-safe (core/lora.h)
 
   explicit ModelHandle(llama_model* m) : model(m) {}
   ~ModelHandle() { llama_model_free(model); }

@@ -9,6 +9,7 @@
 #include "chat_template.h"
 #include "context_create_worker.h"
 #include "errors.h"
+#include "lora_adapter.h"
 #include "options.h"
 #include "promise_worker.h"
 #include "text_utils.h"
@@ -147,6 +148,7 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                          InstanceMethod<&Model::ApplyChatTemplateSync>("applyChatTemplateSync"),
                          InstanceMethod<&Model::CreateContext>("createContext"),
+                         InstanceMethod<&Model::LoadLora>("loadLora"),
                          InstanceMethod<&Model::Dispose>("dispose"),
                          InstanceAccessor<&Model::Disposed>("disposed"),
                      });
@@ -344,6 +346,17 @@ Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
     }
     if (options.embeddings && (draft || options.speculative.ngram)) throw TeaError("ERR_INVALID_ARGUMENT", "an embedding context does not generate: no speculative decoding");
     auto* worker = new ContextCreateWorker(info.Env(), model, Value(), options, info[1].As<Napi::Function>(), std::move(draft));
+    worker->Queue();
+    return worker->Promise();
+  });
+}
+
+Napi::Value Model::LoadLora(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const ModelPtr& model = handle();
+    if (info_.vocabOnly) throw TeaError("ERR_MODEL_VOCAB_ONLY", "the model was loaded with vocabOnly: it has no weights to adapt");
+    std::string path = RequireString(info[0], "path");
+    auto* worker = new LoraLoadWorker(info.Env(), model, std::move(path));
     worker->Queue();
     return worker->Promise();
   });

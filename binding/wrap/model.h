@@ -86,6 +86,9 @@ class Model : public Napi::ObjectWrap<Model> {
   // createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void, draft?: Model): Promise<Context>
   // (`draft`: a draft model for speculative decoding, kept alive by the context)
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
+  // loadLora(path: string): Promise<Lora>  (llama_adapter_lora_init on a pool thread; ERR_LORA_INVALID when the
+  // file is not an adapter of this model)
+  Napi::Value LoadLora(const Napi::CallbackInfo& info);
   // dispose(): void  (idempotent; frees the model once its contexts and running workers let go of it)
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   // get disposed: boolean

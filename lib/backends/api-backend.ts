@@ -1,4 +1,5 @@
 import { parseJson, toOpenAiMessage, type GenerationDelta, type ToolCall } from '../engine/structured';
+import type { ResolvedLora } from '../lora';
 import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
@@ -193,6 +194,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       ...(q.nKeep !== 0 ? { n_keep: q.nKeep } : {}),
       ...(q.nDiscard !== 0 ? { n_discard: q.nDiscard } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+      ...(request.lora ? { lora: apiLora(request.lora) } : {}),
     };
   }
 
@@ -523,4 +525,18 @@ export class ApiLlmBackend extends BaseLlmBackend {
   override toString(): string {
     return `ApiLlmBackend(${this.endpoints.map((e) => e.api).join(', ')}, model ${this.model})`;
   }
+}
+
+/**
+ * A request's `lora` as llama-server's per-request field, `[{ id, scale }]`: adapters by the server's ids (the order
+ * of its --lora flags). llama-server reads an empty list as "its default set", not "none", so `[]` cannot be sent.
+ */
+function apiLora(lora: ResolvedLora[]): { id: number; scale: number }[] {
+  if (lora.length === 0) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', "lora: [] cannot be sent to an API server (llama-server reads it as its default adapters): list them with scale 0 to turn them off");
+  }
+  return lora.map(({ adapter, scale }, i) => {
+    if (typeof adapter !== 'number') throw new LlamaError('ERR_INVALID_ARGUMENT', `lora[${i}].adapter: an API backend takes the server's adapter ids, not a LoraAdapter of a local model`);
+    return { id: adapter, scale };
+  });
 }

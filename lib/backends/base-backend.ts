@@ -3,6 +3,7 @@ import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
 import type { ChatMessage } from '../types';
 import { resolveGeneration, type ResolvedSampling, type ResolvedSequence } from '../engine/request';
+import type { ResolvedLora } from '../lora';
 import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { rankResults, resolveRerank, type RerankResult } from '../engine/text-tasks';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
@@ -43,7 +44,7 @@ export type Sampling = ResolvedSampling;
 export type GenerationInput = { kind: 'prompt'; prompt: string } | { kind: 'chat'; messages: ChatMessage[] };
 
 /** What a backend's engine is asked to do. */
-export type GenerationRequest = GenerationInput & { sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal; sequence: ResolvedSequence };
+export type GenerationRequest = GenerationInput & { sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal; sequence: ResolvedSequence; lora?: ResolvedLora[] };
 
 /** What a backend's engine returns; the base class adds the backend kind, caching and the wall-clock time. */
 export interface EngineResult {
@@ -64,7 +65,7 @@ export interface EngineResult {
 }
 
 /** A checked request and the caller's signal. */
-type Prepared = { input: GenerationInput; sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal | undefined; sequence: ResolvedSequence };
+type Prepared = { input: GenerationInput; sampling: Sampling; structured: ResolvedStructured; signal: AbortSignal | undefined; sequence: ResolvedSequence; lora: ResolvedLora[] | undefined };
 
 export function checkMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages)) throw new LlamaError('ERR_INVALID_ARGUMENT', 'messages must be an array of { role, content }');
@@ -191,8 +192,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
   }
 
   #prepare(input: GenerationInput, options: unknown, where: string, extraKeys: readonly string[] = []): Prepared {
-    const { sampling, signal, structured, sequence } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
-    return { input, sampling, structured, signal, sequence };
+    const { sampling, signal, structured, sequence, lora } = resolveGeneration(options, where, this.#defaults, [...extraKeys]);
+    return { input, sampling, structured, signal, sequence, lora };
   }
 
   #promptRequest(params: LlmCallParams): Prepared {
@@ -234,11 +235,11 @@ export abstract class BaseLlmBackend implements LlmBackend {
     stop?: AbortSignal,
   ): Promise<LlmResult> {
     this.checkOpen();
-    const { input, sampling, structured, signal, sequence } = prepare();
+    const { input, sampling, structured, signal, sequence, lora } = prepare();
     if (signal?.aborted) throw new LlamaError('ERR_ABORTED', 'the call was aborted before it started');
     const started = performance.now();
 
-    const key = this.#cache ? this.#cacheKey(input, sampling, structured, sequence) : undefined;
+    const key = this.#cache ? this.#cacheKey(input, sampling, structured, sequence, lora) : undefined;
     if (key) {
       const hit = await this.#cache!.get(key);
       if (hit) {
@@ -265,7 +266,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
         }
       : undefined;
 
-    const engine = await this.generate({ ...input, sampling, structured, sequence, signal: AbortSignal.any(signals) }, sink);
+    const engine = await this.generate({ ...input, sampling, structured, sequence, signal: AbortSignal.any(signals), ...(lora ? { lora } : {}) }, sink);
     if (callbackError !== undefined) throw callbackError;
     const result: LlmResult = {
       text: engine.content,
@@ -298,7 +299,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
     return result;
   }
 
-  #cacheKey(input: GenerationInput, sampling: Sampling, structured: ResolvedStructured, sequence: ResolvedSequence): ResponseCacheKey {
+  #cacheKey(input: GenerationInput, sampling: Sampling, structured: ResolvedStructured, sequence: ResolvedSequence, lora: ResolvedLora[] | undefined): ResponseCacheKey {
     const { explicit: _, ...values } = sampling;
     const extra = structuredCacheKey(structured);
     return {
@@ -309,6 +310,8 @@ export abstract class BaseLlmBackend implements LlmBackend {
       ...(Object.keys(extra).length > 0 ? { structured: extra } : {}),
       // A context shift changes the text; the sequence a request ran in does not.
       ...(sequence.contextShift ? { contextShift: { nKeep: sequence.nKeep, nDiscard: sequence.nDiscard } } : {}),
+      // An adapter by id, or by its file (an object's identity does not survive the process).
+      ...(lora ? { lora: lora.map((l) => [typeof l.adapter === 'number' ? l.adapter : l.adapter.path, l.scale]) } : {}),
     };
   }
 }

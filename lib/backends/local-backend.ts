@@ -50,6 +50,11 @@ export interface LocalLlmBackendOptions extends BackendCommonOptions {
   freeMemory?: number;
   /** Receives the model load's progress, 0…1 (ends with 1), e.g. for a progress bar. */
   onLoadProgress?: (progress: number) => void;
+  /**
+   * LoRA adapters loaded with the model, the default set of every request (`llama-server --lora`/`--lora-scaled`);
+   * a request's `lora: [{ adapter: id, scale }]` picks among them by position. Default: none.
+   */
+  lora?: (string | { path: string; scale?: number })[];
 }
 
 /**
@@ -73,6 +78,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
     sequences?: number;
     maxQueued?: number;
     speculative: Pick<LoadModelOptions, 'draftModel' | 'draftMax' | 'draftMin' | 'draftNgram'>;
+    lora?: (string | { path: string; scale?: number })[];
   };
   readonly #onLoadProgress: ((progress: number) => void) | undefined;
   #loading: Promise<LlamaModel> | undefined;
@@ -99,6 +105,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
       speculative: Object.fromEntries(
         (['draftModel', 'draftMax', 'draftMin', 'draftNgram'] as const).filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]),
       ),
+      // Resolved against the working directory now, as modelPath; loadModel checks the entries.
+      ...(opts.lora !== undefined ? { lora: Array.isArray(opts.lora) ? opts.lora.map((l) => (typeof l === 'string' ? resolve(l) : l && typeof l === 'object' ? { ...l, path: typeof l.path === 'string' ? resolve(l.path) : l.path } : l)) : opts.lora } : {}),
     };
     this.#onLoadProgress = optionalFunction(opts.onLoadProgress, 'onLoadProgress');
   }
@@ -146,6 +154,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       maxQueued: this.#options.maxQueued,
       ...this.#options.speculative,
       onProgress: this.#onLoadProgress,
+      ...(this.#options.lora ? { lora: this.#options.lora } : {}),
     });
     try {
       if (this.disposed) throw new LlamaError('ERR_DISPOSED', 'the local backend was disposed while its model loaded');
@@ -161,7 +170,8 @@ export class LocalLlmBackend extends BaseLlmBackend {
   }
 
   protected override cacheIdentity(): string {
-    return this.modelPath;
+    // Its default adapters change every answer.
+    return this.#options.lora ? `${this.modelPath} lora ${JSON.stringify(this.#options.lora)}` : this.modelPath;
   }
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
@@ -175,6 +185,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       ...(q.contextShift ? { contextShift: true, nKeep: q.nKeep, nDiscard: q.nDiscard } : {}),
       signal: request.signal,
       onChunk,
+      ...(request.lora ? { lora: request.lora } : {}),
     };
     const r = request.kind === 'prompt' ? await model.complete(request.prompt, options) : await model.chat(request.messages, { ...options, template: this.#template() });
     return {

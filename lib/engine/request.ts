@@ -1,4 +1,5 @@
 import { LlamaError } from '../errors';
+import { resolveLora, type LoraRequest, type ResolvedLora } from '../lora';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, stopStrings } from '../validate';
 import { resolveStructured, STRUCTURED_KEYS, type ResolvedStructured, type StructuredOptions } from './structured';
 
@@ -96,6 +97,11 @@ export interface GenerationOptions extends SamplingOptions, SequenceOptions, Str
   signal?: AbortSignal;
   /** Receives the text as it is generated, in chunks that never split a UTF-8 character or leak a stop string. */
   onChunk?: (text: string) => void;
+  /**
+   * LoRA adapters for this request, with their scales (llama-server's per-request `lora`): exactly these apply,
+   * the others are off; `[]`: the base model. Default: the model's (or backend's) default set (see README, LoRA).
+   */
+  lora?: LoraRequest[];
 }
 
 /** Sampling after validation and defaults: what the engine (native or HTTP) receives. */
@@ -118,7 +124,7 @@ export interface ResolvedSampling {
 export const SAMPLING_KEYS = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'frequencyPenalty', 'presencePenalty', 'seed', 'stop',
 ] as const satisfies readonly (keyof SamplingOptions)[];
-export const GENERATION_KEYS = [...SAMPLING_KEYS, ...SEQUENCE_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk'] as const;
+export const GENERATION_KEYS = [...SAMPLING_KEYS, ...SEQUENCE_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk', 'lora'] as const;
 
 /** Levenshtein distance, for "did you mean" suggestions. */
 function distance(a: string, b: string): number {
@@ -195,6 +201,8 @@ export interface ResolvedGeneration {
   onChunk: ((text: string) => void) | undefined;
   structured: ResolvedStructured;
   sequence: ResolvedSequence;
+  /** undefined: the default adapters. */
+  lora: ResolvedLora[] | undefined;
 }
 
 /** Checks a whole generation options object: unknown keys (beyond `extraKeys`), values, defaults. */
@@ -212,5 +220,6 @@ export function resolveGeneration(
     onChunk: optionalFunction<(text: string) => void>(opts.onChunk, 'onChunk'),
     structured: resolveStructured(opts),
     sequence: resolveSequence(opts),
+    lora: resolveLora(opts.lora),
   };
 }

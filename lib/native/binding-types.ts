@@ -44,7 +44,10 @@ export interface NativeContextOptions {
 }
 
 /** What the native generate() takes: the request model's resolved sampling (lib/engine/request.ts). */
-export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions & NativeSequenceOptions;
+export type NativeGenerateOptions = Partial<Omit<ResolvedSampling, 'explicit' | 'seed' | 'stop'>> & { seed?: number; stop?: string[] } & NativeGrammarOptions & NativeSequenceOptions & {
+  /** LoRA adapters of this model with their scales; empty or absent: the base model. */
+  lora?: { adapter: NativeLora; scale: number }[];
+};
 
 /** binding/core/task.h GenerationTask: sequence pin and context shift. */
 export interface NativeSequenceOptions {
@@ -62,6 +65,14 @@ export interface NativeStateResult {
   meta: string;
   /** The file's bytes (saveState). */
   data?: Buffer;
+}
+
+/** One loaded LoRA adapter (binding/wrap/lora.h). */
+export interface NativeLora {
+  info(): { alpha: number; metadata: Record<string, string> };
+  /** Drops this handle's share (idempotent); requests and contexts using it keep it alive. */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 /** Constrained output of one generation (binding/core/task.h GrammarOptions). */
@@ -206,6 +217,8 @@ export interface NativeModel {
   ): string;
   /** `draft`: the draft model of speculative decoding (kept alive by the context). */
   createContext(options: NativeContextOptions, onEvents: (events: NativeEvent[]) => void, draft?: NativeModel): Promise<NativeContext>;
+  /** llama_adapter_lora_init on a pool thread; ERR_LORA_INVALID when the file is not an adapter of this model. */
+  loadLora(path: string): Promise<NativeLora>;
   dispose(): void;
   readonly disposed: boolean;
 }
