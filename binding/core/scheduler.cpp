@@ -7,6 +7,7 @@
 #endif
 
 #include "error.h"
+#include "logprobs.h"
 #include "numeric.h"
 #include "sampler.h"
 #include "text_utils.h"
@@ -302,7 +303,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
     }
   }
 
-  if (sampler && task.sampling.penalties()) {
+  if (sampler && task.sampling.usesHistory()) {
     for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
   }
 
@@ -331,6 +332,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   slot.sampler = std::move(sampler);
   slot.preserved = std::move(preserved);
   slot.stream = TextStream(slot.task.stop);
+  slot.utf8Tail.clear();
   slot.stats = GenerationStats{};
   slot.stats.promptTokens = static_cast<int32_t>(slot.prompt.size());
   slot.stats.reusedPromptTokens = static_cast<int32_t>(keep);
@@ -491,12 +493,21 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
       continue;
     }
+    const bool special = slot.preserved.count(token) != 0;
     if (llama_vocab_is_eog(vocab_, token)) {
+      if (slot.task.sampling.logprobs) AddLogprobs(slot, logits, token, special);  // llama-server lists the end token too
       Finish(slot, "stop", events);
       continue;
     }
     ++slot.stats.completionTokens;
-    const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/slot.preserved.count(token) != 0));
+    const std::string piece = TokenToPiece(vocab_, token, special);
+    if (slot.task.sampling.logprobs) {
+      // As llama-server: a token that leaves a UTF-8 character incomplete gets no entry.
+      slot.utf8Tail += piece;
+      slot.utf8Tail.erase(0, slot.utf8Tail.size() - IncompleteUtf8Tail(slot.utf8Tail));
+      if (slot.utf8Tail.empty()) AddLogprobs(slot, logits, token, special);
+    }
+    const std::string text = slot.stream.Push(piece);
     if (slot.task.stream && !text.empty()) {
       Event e;
       e.id = slot.task.id;
@@ -504,6 +515,7 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
       events.push_back(std::move(e));
     }
     if (slot.stream.stopped()) {
+      if (slot.task.sampling.logprobs) TrimStopLogprobs(vocab_, slot.stream.stopWord(), slot.stats.logprobs);
       Finish(slot, "stop", events);
       continue;
     }
@@ -513,6 +525,10 @@ void Scheduler::SampleSlots(std::vector<Event>& events) {
     }
     slot.next = token;
   }
+}
+
+void Scheduler::AddLogprobs(Slot& slot, const float* logits, llama_token token, bool special) {
+  slot.stats.logprobs.push_back(TokenLogprobsAt(vocab_, logits, vocabSize_, token, slot.task.sampling.topLogprobs, special));
 }
 
 void Scheduler::Finish(Slot& slot, const std::string& reason, std::vector<Event>& events) {
