@@ -7,7 +7,7 @@ export { checkRpcServer, listRpcDevices, type RpcDevice, type RpcServerInfo } fr
 export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './native/load-binding';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
-export { GENERATION_DEFAULTS } from './engine/request';
+export { GENERATION_DEFAULTS, SAMPLER_NAMES } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';
 export { ApiLlmBackend, type ApiLlmBackendOptions } from './backends/api-backend';

@@ -272,7 +272,9 @@ function chatLayer(params: ChatTemplateResult, s: ResolvedStructured): ChatLayer
 }
 
 function nativeSampling(s: ResolvedSampling, defaultSeed: number | undefined): NativeGenerateOptions {
+  const { explicit: _, seed: _seed, stop: _stop, ...extras } = s;
   return {
+    ...extras,
     maxTokens: s.maxTokens,
     temperature: s.temperature,
     topK: s.topK,
@@ -572,6 +574,7 @@ export class LlamaModel implements AsyncDisposable {
       ...(structured.json ? { parsed: parseJson(text) } : {}),
       ...(toolCalls ? { toolCalls } : {}),
       ...(reasoningContent !== undefined ? { reasoningContent } : {}),
+      ...(sampling.logprobs ? { logprobs: r.logprobs ?? [] } : {}),
     };
   }
 

@@ -1,7 +1,7 @@
 import { chunkStream } from '../chunk-stream';
 import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
-import type { ChatMessage } from '../types';
+import type { ChatMessage, TokenLogprob } from '../types';
 import { resolveGeneration, type ResolvedSampling } from '../engine/request';
 import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
 import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, requireString } from '../validate';
@@ -56,6 +56,7 @@ export interface EngineResult {
   parsed?: unknown;
   toolCalls?: ToolCall[];
   reasoningContent?: string;
+  logprobs?: TokenLogprob[];
 }
 
 /** A checked request and the caller's signal. */
@@ -262,6 +263,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
       ...(structured.json ? { parsed: engine.parsed ?? parseJson(engine.content) } : {}),
       ...(engine.toolCalls !== undefined ? { toolCalls: engine.toolCalls } : {}),
       ...(engine.reasoningContent !== undefined ? { reasoningContent: engine.reasoningContent } : {}),
+      ...(engine.logprobs !== undefined ? { logprobs: engine.logprobs } : {}),
     };
     // The engine's own timings when it has them; the first chunk's arrival as seen here otherwise.
     for (const [name, value] of Object.entries({ firstTokenMs: firstChunkMs, ...engine.timings })) {

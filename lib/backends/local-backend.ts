@@ -151,8 +151,16 @@ export class LocalLlmBackend extends BaseLlmBackend {
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
-    const { explicit: _, ...sampling } = request.sampling;
-    const options = { ...sampling, ...structuredOptions(request.structured), signal: request.signal, onChunk };
+    const { explicit: _, logitBias, topLogprobs, ...sampling } = request.sampling;
+    const options = {
+      ...sampling,
+      // Back to the option forms the model checks again.
+      ...(logitBias ? { logitBias: logitBias.map((b): [number | string, number] => ['token' in b ? b.token : b.text, b.bias]) } : {}),
+      ...(sampling.logprobs ? { topLogprobs } : {}),
+      ...structuredOptions(request.structured),
+      signal: request.signal,
+      onChunk,
+    };
     const r = request.kind === 'prompt' ? await model.complete(request.prompt, options) : await model.chat(request.messages, { ...options, template: this.#template() });
     return {
       content: r.text,
@@ -171,6 +179,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
       ...(r.toolCalls !== undefined ? { toolCalls: r.toolCalls } : {}),
       ...(r.reasoningContent !== undefined ? { reasoningContent: r.reasoningContent } : {}),
+      ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
     };
   }
 

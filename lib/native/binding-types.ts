@@ -1,4 +1,5 @@
 import type { ResolvedSampling } from '../engine/request';
+import type { TokenLogprob } from '../types';
 
 /**
  * The raw interface of the native addon (binding/*.cpp). Internal: the public API in lib/model.ts wraps it.
@@ -93,6 +94,8 @@ export interface NativeGeneration {
   /** The sequence (slot) that ran it. */
   sequence: number;
   timings: { queuedMs: number; promptMs: number; generationMs: number; firstTokenMs: number };
+  /** With logprobs (binding/napi/logprobs_object.cpp). */
+  logprobs?: TokenLogprob[];
 }
 
 /** What a context's scheduler tells JavaScript, several at a time (binding/napi/event_channel.cpp). */
