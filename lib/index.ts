@@ -11,7 +11,7 @@ export { nativeInfo, setLogLevel, type LogLevel, type NativeInfo } from './nativ
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufMetadataValue } from './gguf';
 export type * from './types';
 export type { InfillInput, RerankOptions, RerankResult, TokenPiece, TokenizerType, VocabularyInfo } from './engine/text-tasks';
-export { GENERATION_DEFAULTS } from './engine/request';
+export { GENERATION_DEFAULTS, SAMPLER_NAMES } from './engine/request';
 export type { SequenceOptions } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';

@@ -380,7 +380,9 @@ function chatLayer(params: ChatTemplateResult, s: ResolvedStructured): ChatLayer
 }
 
 function nativeSampling(s: ResolvedSampling, defaultSeed: number | undefined): NativeGenerateOptions {
+  const { explicit: _, seed: _seed, stop: _stop, ...extras } = s;
   return {
+    ...extras,
     maxTokens: s.maxTokens,
     temperature: s.temperature,
     topK: s.topK,
@@ -794,6 +796,7 @@ export class LlamaModel implements AsyncDisposable {
       ...(toolCalls ? { toolCalls } : {}),
       ...(reasoningContent !== undefined ? { reasoningContent } : {}),
       ...(this.#options.speculative ? { draftTokens: r.draftTokens, acceptedDraftTokens: r.acceptedDraftTokens } : {}),
+      ...(sampling.logprobs ? { logprobs: r.logprobs ?? [] } : {}),
     };
   }
 

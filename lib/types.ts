@@ -3,7 +3,7 @@ import type { NativeModelInfo } from './native/binding-types';
 
 import type { ReasoningFormat, ResponseFormat, StructuredOptions, ToolCall, ToolChoice, ToolDefinition } from './engine/structured';
 
-export type { GenerationOptions, SamplingOptions } from './engine/request';
+export type { GenerationOptions, SamplerName, SamplingOptions } from './engine/request';
 export type {
   GenerationDelta,
   JsonSchemaType,
@@ -172,6 +172,28 @@ export interface GenerationResult {
    */
   draftTokens?: number;
   acceptedDraftTokens?: number;
+  /**
+   * With `logprobs: true`: each generated token's log-probability (from the logits before sampling, as
+   * llama-server's `n_probs`), in OpenAI's shape. As llama-server, the end-of-generation token has an entry (its
+   * `token` is ''), a stop string's tokens have none, nor has a token that leaves a UTF-8 character incomplete.
+   */
+  logprobs?: TokenLogprob[];
+}
+
+/** The log-probability of one token, and (in `topLogprobs`) of the most likely alternatives at its place. */
+export interface TokenAlternative {
+  /** The token id. */
+  id: number;
+  /** Its text (without a trailing partial UTF-8 character). */
+  token: string;
+  /** Its bytes (a token may hold part of a UTF-8 character). */
+  bytes: number[];
+  /** Natural log of its probability. */
+  logprob: number;
+}
+export interface TokenLogprob extends TokenAlternative {
+  /** The `topLogprobs` most likely tokens at this place, most likely first. */
+  topLogprobs: TokenAlternative[];
 }
 /** @deprecated the old name of {@link GenerationResult}. */
 export type CompletionResult = GenerationResult;

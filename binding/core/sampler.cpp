@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "error.h"
 #include "json-schema-to-grammar.h"  // llama.cpp common
@@ -40,6 +41,51 @@ llama_token SingleToken(const llama_vocab* vocab, const std::string& text) {
   return ids.size() == 1 ? ids[0] : -1;
 }
 
+// The fields beyond the basic ones, as llama-server's request schema sets them (tools/server/server-schema.cpp).
+void ApplySamplerSettings(const llama_vocab* vocab, const SamplingOptions& o, int32_t contextSize, common_params_sampling& params) {
+  params.typ_p = o.typicalP;
+  params.dynatemp_range = o.dynatempRange;
+  params.dynatemp_exponent = o.dynatempExponent;
+  params.top_n_sigma = o.topNSigma;
+  params.xtc_probability = o.xtcProbability;
+  params.xtc_threshold = o.xtcThreshold;
+  params.mirostat = o.mirostat;
+  params.mirostat_tau = o.mirostatTau;
+  params.mirostat_eta = o.mirostatEta;
+  params.dry_multiplier = o.dryMultiplier;
+  // llama-server replaces a base below 1 by its default (which disables nothing): the same here.
+  params.dry_base = o.dryBase < 1.0f ? params.dry_base : o.dryBase;
+  params.dry_allowed_length = o.dryAllowedLength;
+  params.dry_penalty_last_n = o.dryPenaltyLastN < 0 ? contextSize : o.dryPenaltyLastN;
+  params.dry_sequence_breakers = o.drySequenceBreakers;
+  params.min_keep = o.minKeep;
+  params.n_probs = o.logprobs ? o.topLogprobs : 0;
+  params.ignore_eos = o.ignoreEos;
+  if (!o.samplers.empty()) {
+    params.samplers = common_sampler_types_from_names(o.samplers);
+    // llama.cpp skips a name it does not know with a warning: here it is the caller's mistake.
+    if (params.samplers.size() != o.samplers.size()) throw TeaError("ERR_INVALID_ARGUMENT", "samplers names a sampler llama.cpp does not know");
+  }
+  const int32_t nVocab = llama_vocab_n_tokens(vocab);
+  for (const SamplingOptions::LogitBias& b : o.logitBias) {
+    if (b.token >= 0) {
+      if (b.token >= nVocab) {
+        throw TeaError("ERR_INVALID_ARGUMENT", "logitBias token " + std::to_string(b.token) + " is not below the vocabulary size " + std::to_string(nVocab));
+      }
+      params.logit_bias.push_back({b.token, b.bias});
+    } else {
+      // As llama-server: the text's tokens without BOS/EOS and without parsing special tokens.
+      for (llama_token t : Tokenize(vocab, b.text, /*addSpecial=*/false, /*parseSpecial=*/false)) params.logit_bias.push_back({t, b.bias});
+    }
+  }
+  if (o.ignoreEos) {
+    // llama-server's logit_bias_eog (common_init_from_params): every end-of-generation token banned.
+    for (llama_token t = 0; t < nVocab; ++t) {
+      if (llama_vocab_is_eog(vocab, t)) params.logit_bias.push_back({t, -INFINITY});
+    }
+  }
+}
+
 }  // namespace
 
 SamplerPtr MakeSampler(const llama_model* model, const SamplingOptions& o, const GrammarOptions& g, int32_t contextSize,
@@ -57,6 +103,7 @@ SamplerPtr MakeSampler(const llama_model* model, const SamplingOptions& o, const
   params.no_perf = true;
 
   const llama_vocab* vocab = llama_model_get_vocab(model);
+  ApplySamplerSettings(vocab, o, contextSize, params);
   if (!g.empty()) {
     std::string gbnf = g.jsonSchema.empty() ? g.grammar : SchemaToGrammar(g.jsonSchema);
     const common_grammar_type type = !g.jsonSchema.empty() || g.kind == GrammarOptions::Kind::OutputFormat ? COMMON_GRAMMAR_TYPE_OUTPUT_FORMAT

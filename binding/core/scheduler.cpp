@@ -7,6 +7,7 @@
 #endif
 
 #include "error.h"
+#include "logprobs.h"
 #include "numeric.h"
 #include "prompt_format.h"
 #include "sampler.h"
@@ -386,7 +387,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
     }
   }
 
-  if (sampler && task.sampling.penalties()) {
+  if (sampler && task.sampling.usesHistory()) {
     for (llama_token t : prompt) AcceptPromptToken(sampler.get(), t);
   }
 
@@ -419,6 +420,7 @@ void Scheduler::AdmitGeneration(Queued& queued, std::vector<Event>& events) {
   slot.sampler = std::move(sampler);
   slot.preserved = std::move(preserved);
   slot.stream = TextStream(slot.task.stop);
+  slot.utf8Tail.clear();
   slot.stats = GenerationStats{};
   slot.stats.promptTokens = static_cast<int32_t>(slot.prompt.size());
   slot.stats.reusedPromptTokens = static_cast<int32_t>(keep);
@@ -635,12 +637,21 @@ bool Scheduler::EmitToken(Slot& slot, llama_token token, int32_t index, std::vec
     Fail(slot, "ERR_NUMERIC", NonFiniteMessage(model_, "the logits"), events);
     return false;
   }
+  const bool special = slot.preserved.count(token) != 0;
   if (llama_vocab_is_eog(vocab_, token)) {
+    if (slot.task.sampling.logprobs) AddLogprobs(slot, logits, token, special);  // llama-server lists the end token too
     Finish(slot, "stop", events);
     return false;
   }
   ++slot.stats.completionTokens;
-  const std::string text = slot.stream.Push(TokenToPiece(vocab_, token, /*special=*/slot.preserved.count(token) != 0));
+  const std::string piece = TokenToPiece(vocab_, token, special);
+  if (slot.task.sampling.logprobs) {
+    // As llama-server: a token that leaves a UTF-8 character incomplete gets no entry.
+    slot.utf8Tail += piece;
+    slot.utf8Tail.erase(0, slot.utf8Tail.size() - IncompleteUtf8Tail(slot.utf8Tail));
+    if (slot.utf8Tail.empty()) AddLogprobs(slot, logits, token, special);
+  }
+  const std::string text = slot.stream.Push(piece);
   if (slot.task.stream && !text.empty()) {
     Event e;
     e.id = slot.task.id;
@@ -648,6 +659,7 @@ bool Scheduler::EmitToken(Slot& slot, llama_token token, int32_t index, std::vec
     events.push_back(std::move(e));
   }
   if (slot.stream.stopped()) {
+    if (slot.task.sampling.logprobs) TrimStopLogprobs(vocab_, slot.stream.stopWord(), slot.stats.logprobs);
     Finish(slot, "stop", events);
     return false;
   }
@@ -701,6 +713,10 @@ void Scheduler::SampleDraft(Slot& slot, std::vector<Event>& events) {
     }
     if (!EmitToken(slot, ids[j], slot.batchIndex + static_cast<int32_t>(j), events)) return;
   }
+}
+
+void Scheduler::AddLogprobs(Slot& slot, const float* logits, llama_token token, bool special) {
+  slot.stats.logprobs.push_back(TokenLogprobsAt(vocab_, logits, vocabSize_, token, slot.task.sampling.topLogprobs, special));
 }
 
 void Scheduler::Finish(Slot& slot, const std::string& reason, std::vector<Event>& events) {

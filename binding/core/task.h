@@ -26,10 +26,46 @@ struct SamplingOptions {
   float frequencyPenalty = 0.0f;
   float presencePenalty = 0.0f;
   uint32_t seed = LLAMA_DEFAULT_SEED;
+  // The rest of llama-server's sampling fields (tools/server/server-schema.cpp), with common_params_sampling's
+  // defaults.
+  float typicalP = 1.0f;
+  float dynatempRange = 0.0f;
+  float dynatempExponent = 1.0f;
+  float topNSigma = -1.0f;
+  float xtcProbability = 0.0f;
+  float xtcThreshold = 0.1f;
+  int32_t mirostat = 0;  // 0 off, 1 Mirostat, 2 Mirostat 2.0
+  float mirostatTau = 5.0f;
+  float mirostatEta = 0.1f;
+  float dryMultiplier = 0.0f;
+  float dryBase = 1.75f;
+  int32_t dryAllowedLength = 2;
+  int32_t dryPenaltyLastN = 64;  // -1: the whole context
+  std::vector<std::string> drySequenceBreakers = {"\n", ":", "\"", "*"};
+  std::vector<std::string> samplers;  // chain order by llama.cpp's names; empty: llama.cpp's default order
+  struct LogitBias {
+    int32_t token = -1;  // a token id, or -1 for `text`: every token of its tokenization (as llama-server)
+    std::string text;
+    float bias = 0.0f;   // -INFINITY bans
+  };
+  std::vector<LogitBias> logitBias;
+  bool ignoreEos = false;  // bans every end-of-generation token (llama-server's logit_bias_eog)
+  int32_t minKeep = 0;
+  // Log-probabilities of each generated token (from the logits before sampling, as llama-server's n_probs without
+  // post_sampling_probs) and of its `topLogprobs` most likely alternatives.
+  bool logprobs = false;
+  int32_t topLogprobs = 0;
 
   bool penalties() const { return repeatPenalty != 1.0f || frequencyPenalty != 0.0f || presencePenalty != 0.0f; }
-  // Plain greedy: the argmax of the logits is exactly llama.cpp's greedy pick, without a sampler chain.
-  bool plainGreedy() const { return temperature <= 0.0f && !penalties(); }
+  // Samplers that read the token history (llama-server feeds them the prompt).
+  bool usesHistory() const { return penalties() || dryMultiplier != 0.0f; }
+  // Plain greedy: the argmax of the logits is exactly llama.cpp's greedy pick, without a sampler chain. Anything
+  // that changes the logits before the temperature step (penalties, DRY, biases, XTC's removals) or a custom order
+  // (which may leave the temperature out) needs the chain.
+  bool plainGreedy() const {
+    return temperature <= 0.0f && !penalties() && dryMultiplier == 0.0f && xtcProbability == 0.0f && logitBias.empty() && !ignoreEos &&
+           samplers.empty();
+  }
 };
 
 // Constrained output of one request, as llama.cpp's common_params_sampling takes it (the fields llama-server
@@ -120,6 +156,17 @@ struct GenerationStats {
   int32_t draftTokens = 0;          // speculative decoding: tokens drafted for it
   int32_t acceptedDraftTokens = 0;  // and those the model accepted
   int32_t contextShifts = 0;  // context shifts done during the generation (contextShift)
+  // With SamplingOptions::logprobs: one entry per generated token, as llama-server's completion_probabilities.
+  struct TokenProb {
+    int32_t token = -1;
+    std::string piece;
+    float logprob = 0.0f;
+  };
+  struct TokenLogprobs {
+    TokenProb sampled;
+    std::vector<TokenProb> top;
+  };
+  std::vector<TokenLogprobs> logprobs;
 };
 
 // One event for JavaScript. Text events of the same request that are waiting together are merged.

@@ -12,6 +12,9 @@ std::string TextStream::Push(const std::string& piece) {
   if (!stops_.empty()) {
     const size_t at = FindStop(held_, stops_, 0);
     if (at != std::string::npos) {
+      for (const std::string& stop : stops_) {
+        if (held_.compare(at, stop.size(), stop) == 0 && stop.size() > stopWord_.size()) stopWord_ = stop;
+      }
       held_.resize(at);
       stopped_ = true;
       std::string out = std::move(held_);

@@ -19,6 +19,8 @@ class TextStream {
   std::string Finish();
 
   bool stopped() const { return stopped_; }
+  // The stop string found (the longest of those that match there), once stopped().
+  const std::string& stopWord() const { return stopWord_; }
   // All text emitted so far (Push and Finish results concatenated).
   const std::string& text() const { return text_; }
 
@@ -27,6 +29,7 @@ class TextStream {
   std::string held_;
   std::string text_;
   bool stopped_ = false;
+  std::string stopWord_;
 };
 
 }  // namespace tea

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "logprobs_object.h"
+
 namespace tea {
 
 namespace {
@@ -25,6 +27,7 @@ Napi::Object StatsObject(Napi::Env env, const GenerationStats& s) {
   timings.Set("generationMs", s.generationMs);
   timings.Set("firstTokenMs", s.firstTokenMs);
   out.Set("timings", timings);
+  if (!s.logprobs.empty()) out.Set("logprobs", LogprobsArray(env, s.logprobs));
   return out;
 }
 

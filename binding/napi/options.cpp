@@ -86,6 +86,53 @@ void ParseGrammar(const Napi::Object& obj, GrammarOptions& g) {
   }
 }
 
+// The sampler fields beyond the basic ones (lib/engine/request.ts has validated them; these checks keep the
+// addon safe on its own).
+void ParseSamplerExtras(const Napi::Object& obj, SamplingOptions& o) {
+  o.typicalP = static_cast<float>(Number(obj, "typicalP", o.typicalP, -1e6, 1e6, false));
+  o.dynatempRange = static_cast<float>(Number(obj, "dynatempRange", o.dynatempRange, -1e6, 1e6, false));
+  o.dynatempExponent = static_cast<float>(Number(obj, "dynatempExponent", o.dynatempExponent, -1e6, 1e6, false));
+  o.topNSigma = static_cast<float>(Number(obj, "topNSigma", o.topNSigma, -1e6, 1e6, false));
+  o.xtcProbability = static_cast<float>(Number(obj, "xtcProbability", o.xtcProbability, 0, 1, false));
+  o.xtcThreshold = static_cast<float>(Number(obj, "xtcThreshold", o.xtcThreshold, 0, 1, false));
+  o.mirostat = static_cast<int32_t>(Number(obj, "mirostat", o.mirostat, 0, 2, true));
+  o.mirostatTau = static_cast<float>(Number(obj, "mirostatTau", o.mirostatTau, -1e6, 1e6, false));
+  o.mirostatEta = static_cast<float>(Number(obj, "mirostatEta", o.mirostatEta, -1e6, 1e6, false));
+  o.dryMultiplier = static_cast<float>(Number(obj, "dryMultiplier", o.dryMultiplier, -1e6, 1e6, false));
+  o.dryBase = static_cast<float>(Number(obj, "dryBase", o.dryBase, -1e6, 1e6, false));
+  o.dryAllowedLength = static_cast<int32_t>(Number(obj, "dryAllowedLength", o.dryAllowedLength, 0, INT32_MAX, true));
+  o.dryPenaltyLastN = static_cast<int32_t>(Number(obj, "dryPenaltyLastN", o.dryPenaltyLastN, -1, INT32_MAX, true));
+  if (obj.Has("drySequenceBreakers") && !obj.Get("drySequenceBreakers").IsUndefined()) o.drySequenceBreakers = StringList(obj, "drySequenceBreakers");
+  o.samplers = StringList(obj, "samplers");
+  o.ignoreEos = Bool(obj, "ignoreEos", o.ignoreEos);
+  o.minKeep = static_cast<int32_t>(Number(obj, "minKeep", o.minKeep, 0, INT32_MAX, true));
+  o.logprobs = Bool(obj, "logprobs", o.logprobs);
+  o.topLogprobs = static_cast<int32_t>(Number(obj, "topLogprobs", o.topLogprobs, 0, 1 << 20, true));
+  Napi::Value bias = obj.Get("logitBias");
+  if (bias.IsUndefined() || bias.IsNull()) return;
+  if (!bias.IsArray()) Invalid("logitBias must be an array of { token | text, bias }");
+  Napi::Array list = bias.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) Invalid("logitBias must be an array of { token | text, bias }");
+    Napi::Object entry = item.As<Napi::Object>();
+    SamplingOptions::LogitBias b;
+    Napi::Value text = entry.Get("text");
+    if (text.IsString()) {
+      b.text = text.As<Napi::String>().Utf8Value();
+    } else {
+      b.token = static_cast<int32_t>(Number(entry, "token", -1, 0, INT32_MAX, true));
+      if (b.token < 0) Invalid("logitBias entries need a token id or a text");
+    }
+    Napi::Value value = entry.Get("bias");
+    if (!value.IsNumber()) Invalid("logitBias bias must be a number");
+    const double v = value.As<Napi::Number>().DoubleValue();
+    if (std::isnan(v) || v == INFINITY) Invalid("logitBias bias must be finite or -Infinity");
+    b.bias = static_cast<float>(v);
+    o.logitBias.push_back(std::move(b));
+  }
+}
+
 }  // namespace
 
 std::string RequireString(const Napi::Value& value, const char* name) {
@@ -194,6 +241,7 @@ GenerationTask ParseGenerationTask(const Napi::Value& prompt, const Napi::Value&
   o.frequencyPenalty = static_cast<float>(Number(obj, "frequencyPenalty", o.frequencyPenalty, -100, 100, false));
   o.presencePenalty = static_cast<float>(Number(obj, "presencePenalty", o.presencePenalty, -100, 100, false));
   o.seed = static_cast<uint32_t>(Number(obj, "seed", o.seed, 0, 4294967295.0, true));
+  ParseSamplerExtras(obj, o);
   Napi::Value stop = obj.Get("stop");
   if (!stop.IsUndefined() && !stop.IsNull()) {
     if (!stop.IsArray()) Invalid("stop must be an array of strings");

@@ -4,6 +4,7 @@ import { LlamaError } from '../errors';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
 import { checkCompletion, checkEmbeddings, checkModels, checkRerank, malformed, type ServerTimings, type Usage } from './api-response';
+import { parseLogprobs } from './api-logprobs';
 import { EndpointPool, type Endpoint } from './endpoints';
 import { displayUrl, HttpClient, readLimited } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
@@ -188,6 +189,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       ...(s.explicit.has('repeatLastN') ? { repeat_last_n: s.repeatLastN } : {}),
       ...(s.explicit.has('frequencyPenalty') ? { frequency_penalty: s.frequencyPenalty } : {}),
       ...(s.explicit.has('presencePenalty') ? { presence_penalty: s.presencePenalty } : {}),
+      ...samplerExtras(s, request.kind),
       ...(s.stop !== undefined ? { stop: s.stop } : {}),
       ...(s.seed !== undefined ? { seed: s.seed } : {}),
       ...(q.sequence !== undefined ? { id_slot: q.sequence } : {}),
@@ -257,6 +259,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       timings: this.#timings(body.timings),
       ...(toolCalls && toolCalls.length > 0 ? { toolCalls } : {}),
       ...(choice.reasoning !== undefined ? { reasoningContent: choice.reasoning } : {}),
+      ...(request.sampling.logprobs ? { logprobs: parseLogprobs(where, firstChoice(answer)?.logprobs, request.sampling.topLogprobs) ?? [] } : {}),
     };
   }
 
@@ -539,4 +542,51 @@ function apiLora(lora: ResolvedLora[]): { id: number; scale: number }[] {
     if (typeof adapter !== 'number') throw new LlamaError('ERR_INVALID_ARGUMENT', `lora[${i}].adapter: an API backend takes the server's adapter ids, not a LoraAdapter of a local model`);
     return { id: adapter, scale };
   });
+}
+
+/** llama-server's names of the sampler options beyond OpenAI's (tools/server/server-schema.cpp). */
+const LLAMA_SERVER_NAMES = {
+  typicalP: 'typical_p',
+  dynatempRange: 'dynatemp_range',
+  dynatempExponent: 'dynatemp_exponent',
+  topNSigma: 'top_n_sigma',
+  xtcProbability: 'xtc_probability',
+  xtcThreshold: 'xtc_threshold',
+  mirostat: 'mirostat',
+  mirostatTau: 'mirostat_tau',
+  mirostatEta: 'mirostat_eta',
+  dryMultiplier: 'dry_multiplier',
+  dryBase: 'dry_base',
+  dryAllowedLength: 'dry_allowed_length',
+  dryPenaltyLastN: 'dry_penalty_last_n',
+  drySequenceBreakers: 'dry_sequence_breakers',
+  samplers: 'samplers',
+  ignoreEos: 'ignore_eos',
+  minKeep: 'min_keep',
+} as const satisfies Partial<Record<keyof Sampling, string>>;
+
+/**
+ * The explicitly set sampler options under llama-server's names, logit_bias as [token or text, bias] pairs
+ * (llama-server's form; a ban is `false`, JSON has no -Infinity) and the log-probability fields: OpenAI's
+ * `logprobs`/`top_logprobs` for chat, `logprobs: N` (llama-server's n_probs alias) for a completion.
+ */
+function samplerExtras(s: Sampling, kind: 'prompt' | 'chat'): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(LLAMA_SERVER_NAMES)) {
+    if ((s.explicit as ReadonlySet<string>).has(key)) out[name] = s[key as keyof typeof LLAMA_SERVER_NAMES];
+  }
+  if (s.logitBias) out.logit_bias = s.logitBias.map((b) => ['token' in b ? b.token : b.text, b.bias === -Infinity ? false : b.bias]);
+  if (s.logprobs) {
+    // llama-server reports nothing for n_probs 0: at least one alternative is asked for, and cut off on return.
+    const n = Math.max(1, s.topLogprobs);
+    if (kind === 'chat') Object.assign(out, { logprobs: true, top_logprobs: n });
+    else out.logprobs = n;
+  }
+  return out;
+}
+
+function firstChoice(answer: unknown): Record<string, unknown> | undefined {
+  const choices = (answer as { choices?: unknown[] } | null)?.choices;
+  const first = Array.isArray(choices) ? choices[0] : undefined;
+  return typeof first === 'object' && first !== null ? (first as Record<string, unknown>) : undefined;
 }

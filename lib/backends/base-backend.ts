@@ -1,7 +1,7 @@
 import { chunkStream } from '../chunk-stream';
 import { LlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
-import type { ChatMessage } from '../types';
+import type { ChatMessage, TokenLogprob } from '../types';
 import { resolveGeneration, type ResolvedSampling, type ResolvedSequence } from '../engine/request';
 import type { ResolvedLora } from '../lora';
 import { checkCompletionStructured, checkMessageExtras, parseJson, structuredCacheKey, type ResolvedStructured, type ToolCall } from '../engine/structured';
@@ -62,6 +62,7 @@ export interface EngineResult {
   /** Speculative decoding (a local model with a draft): tokens drafted and accepted. */
   draftTokens?: number;
   acceptedDraftTokens?: number;
+  logprobs?: TokenLogprob[];
 }
 
 /** A checked request and the caller's signal. */
@@ -286,6 +287,7 @@ export abstract class BaseLlmBackend implements LlmBackend {
       ...(engine.toolCalls !== undefined ? { toolCalls: engine.toolCalls } : {}),
       ...(engine.reasoningContent !== undefined ? { reasoningContent: engine.reasoningContent } : {}),
       ...(engine.draftTokens !== undefined ? { draftTokens: engine.draftTokens, acceptedDraftTokens: engine.acceptedDraftTokens } : {}),
+      ...(engine.logprobs !== undefined ? { logprobs: engine.logprobs } : {}),
     };
     // The engine's own timings when it has them; the first chunk's arrival as seen here otherwise.
     for (const [name, value] of Object.entries({ firstTokenMs: firstChunkMs, ...engine.timings })) {

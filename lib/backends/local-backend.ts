@@ -176,10 +176,13 @@ export class LocalLlmBackend extends BaseLlmBackend {
 
   protected async generate(request: GenerationRequest, onChunk: ((chunk: string) => void) | undefined): Promise<EngineResult> {
     const model = await this.load();
-    const { explicit: _, ...sampling } = request.sampling;
+    const { explicit: _, logitBias, topLogprobs, ...sampling } = request.sampling;
     const q = request.sequence;
     const options = {
       ...sampling,
+      // Back to the option forms the model checks again.
+      ...(logitBias ? { logitBias: logitBias.map((b): [number | string, number] => ['token' in b ? b.token : b.text, b.bias]) } : {}),
+      ...(sampling.logprobs ? { topLogprobs } : {}),
       ...structuredOptions(request.structured),
       ...(q.sequence !== undefined ? { sequence: q.sequence } : {}),
       ...(q.contextShift ? { contextShift: true, nKeep: q.nKeep, nDiscard: q.nDiscard } : {}),
@@ -206,6 +209,7 @@ export class LocalLlmBackend extends BaseLlmBackend {
       ...(r.toolCalls !== undefined ? { toolCalls: r.toolCalls } : {}),
       ...(r.reasoningContent !== undefined ? { reasoningContent: r.reasoningContent } : {}),
       ...(r.draftTokens !== undefined ? { draftTokens: r.draftTokens, acceptedDraftTokens: r.acceptedDraftTokens } : {}),
+      ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
     };
   }
 

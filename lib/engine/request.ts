@@ -20,7 +20,31 @@ export const GENERATION_DEFAULTS = Object.freeze({
   repeatLastN: 64,
   frequencyPenalty: 0,
   presencePenalty: 0,
+  typicalP: 1,
+  dynatempRange: 0,
+  dynatempExponent: 1,
+  topNSigma: -1,
+  xtcProbability: 0,
+  xtcThreshold: 0.1,
+  mirostat: 0,
+  mirostatTau: 5,
+  mirostatEta: 0.1,
+  dryMultiplier: 0,
+  dryBase: 1.75,
+  dryAllowedLength: 2,
+  dryPenaltyLastN: 64,
+  ignoreEos: false,
+  minKeep: 0,
+  logprobs: false,
+  topLogprobs: 0,
 });
+
+/** llama.cpp's sampler names for `samplers` (common_sampler_types_from_names, canonical names). */
+export const SAMPLER_NAMES = ['penalties', 'dry', 'top_n_sigma', 'top_k', 'typ_p', 'top_p', 'min_p', 'xtc', 'temperature', 'infill'] as const;
+export type SamplerName = (typeof SAMPLER_NAMES)[number];
+
+/** Most alternatives per token `topLogprobs` may ask for (OpenAI's limit). */
+export const MAX_TOP_LOGPROBS = 20;
 
 /** Sampling and limits of one generation. */
 export interface SamplingOptions {
@@ -46,6 +70,49 @@ export interface SamplingOptions {
   seed?: number;
   /** Generation ends before any of these strings, which never appear in the output. */
   stop?: string | string[];
+  /** Locally typical sampling (1: off). Default 1. */
+  typicalP?: number;
+  /** Dynamic temperature: the temperature varies in [temperature - range, temperature + range] (0: off). Default 0. */
+  dynatempRange?: number;
+  /** How entropy maps to the dynamic temperature. Default 1. */
+  dynatempExponent?: number;
+  /** Keep tokens within n standard deviations of the top logit (negative: off). Default -1. */
+  topNSigma?: number;
+  /** XTC: chance of removing the most likely tokens (0: off). Default 0. */
+  xtcProbability?: number;
+  /** XTC: the probability above which tokens may be removed (above 0.5: off). Default 0.1. */
+  xtcThreshold?: number;
+  /** Mirostat: 0 off, 1 Mirostat, 2 Mirostat 2.0 (replaces the other samplers but the temperature). Default 0. */
+  mirostat?: 0 | 1 | 2;
+  /** Mirostat target entropy (tau). Default 5. */
+  mirostatTau?: number;
+  /** Mirostat learning rate (eta). Default 0.1. */
+  mirostatEta?: number;
+  /** DRY repetition penalty multiplier (0: off). Default 0. */
+  dryMultiplier?: number;
+  /** DRY base (a value below 1 means the default). Default 1.75. */
+  dryBase?: number;
+  /** Repetitions up to this length go unpenalized by DRY. Default 2. */
+  dryAllowedLength?: number;
+  /** How many recent tokens DRY scans (0: off, -1: the whole context). Default 64. */
+  dryPenaltyLastN?: number;
+  /** Strings that break a DRY repetition. Default ['\n', ':', '"', '*']. */
+  drySequenceBreakers?: string[];
+  /** The sampler chain's order, by llama.cpp's names (SAMPLER_NAMES). Default llama.cpp's order. */
+  samplers?: SamplerName[];
+  /**
+   * Biases added to tokens' logits: a map from token id (or text: every token of its tokenization) to a bias, or
+   * an array of [token id or text, bias] pairs; -Infinity (or false) bans the token. Default none.
+   */
+  logitBias?: Record<string, number | false> | [number | string, number | false][];
+  /** Never end at an end-of-generation token (they are banned). Default false. */
+  ignoreEos?: boolean;
+  /** Samplers keep at least this many candidates (0: off). Default 0. */
+  minKeep?: number;
+  /** Report each generated token's log-probability in `result.logprobs`. Default false. */
+  logprobs?: boolean;
+  /** With logprobs: also the N most likely alternatives of each token (0 to 20). Default 0. */
+  topLogprobs?: number;
 }
 
 /**
@@ -88,6 +155,9 @@ export function resolveSequence(options: Record<string, unknown>): ResolvedSeque
   };
 }
 
+/** One entry of a resolved logitBias: a token id or a text, and its bias (-Infinity bans). */
+export type ResolvedLogitBias = { token: number; bias: number } | { text: string; bias: number };
+
 /** A generation's options: sampling, constrained output, tools, reasoning, abort and streaming. */
 export interface GenerationOptions extends SamplingOptions, SequenceOptions, StructuredOptions {
   /**
@@ -117,12 +187,35 @@ export interface ResolvedSampling {
   presencePenalty: number;
   seed: number | undefined;
   stop: string[] | undefined;
+  typicalP: number;
+  dynatempRange: number;
+  dynatempExponent: number;
+  topNSigma: number;
+  xtcProbability: number;
+  xtcThreshold: number;
+  mirostat: 0 | 1 | 2;
+  mirostatTau: number;
+  mirostatEta: number;
+  dryMultiplier: number;
+  dryBase: number;
+  dryAllowedLength: number;
+  dryPenaltyLastN: number;
+  drySequenceBreakers: string[] | undefined;
+  samplers: SamplerName[] | undefined;
+  logitBias: ResolvedLogitBias[] | undefined;
+  ignoreEos: boolean;
+  minKeep: number;
+  logprobs: boolean;
+  topLogprobs: number;
   /** The keys the caller set explicitly (an HTTP backend sends only those beyond OpenAI's own). */
   explicit: ReadonlySet<keyof SamplingOptions>;
 }
 
 export const SAMPLING_KEYS = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'frequencyPenalty', 'presencePenalty', 'seed', 'stop',
+  'typicalP', 'dynatempRange', 'dynatempExponent', 'topNSigma', 'xtcProbability', 'xtcThreshold', 'mirostat', 'mirostatTau', 'mirostatEta',
+  'dryMultiplier', 'dryBase', 'dryAllowedLength', 'dryPenaltyLastN', 'drySequenceBreakers', 'samplers', 'logitBias', 'ignoreEos', 'minKeep',
+  'logprobs', 'topLogprobs',
 ] as const satisfies readonly (keyof SamplingOptions)[];
 export const GENERATION_KEYS = [...SAMPLING_KEYS, ...SEQUENCE_KEYS, ...STRUCTURED_KEYS, 'signal', 'onChunk', 'lora'] as const;
 
@@ -191,8 +284,95 @@ export function resolveSampling(options: Record<string, unknown>, defaults: Samp
     presencePenalty: optionalNumber(options.presencePenalty, 'presencePenalty', -100, 100) ?? d.presencePenalty,
     seed: optionalInt(options.seed, 'seed', 0, MAX_UINT32) ?? defaults.seed,
     stop: stopStrings(options.stop),
+    typicalP: optionalNumber(options.typicalP, 'typicalP', -1e6, 1e6) ?? d.typicalP,
+    dynatempRange: optionalNumber(options.dynatempRange, 'dynatempRange', 0, 100) ?? d.dynatempRange,
+    dynatempExponent: optionalNumber(options.dynatempExponent, 'dynatempExponent', 0, 100) ?? d.dynatempExponent,
+    topNSigma: optionalNumber(options.topNSigma, 'topNSigma', -1e6, 1e6) ?? d.topNSigma,
+    xtcProbability: optionalNumber(options.xtcProbability, 'xtcProbability', 0, 1) ?? d.xtcProbability,
+    xtcThreshold: optionalNumber(options.xtcThreshold, 'xtcThreshold', 0, 1) ?? d.xtcThreshold,
+    mirostat: (optionalInt(options.mirostat, 'mirostat', 0, 2) ?? d.mirostat) as 0 | 1 | 2,
+    mirostatTau: optionalNumber(options.mirostatTau, 'mirostatTau', 0, 1e6) ?? d.mirostatTau,
+    mirostatEta: optionalNumber(options.mirostatEta, 'mirostatEta', 0, 1e6) ?? d.mirostatEta,
+    dryMultiplier: optionalNumber(options.dryMultiplier, 'dryMultiplier', 0, 1e6) ?? d.dryMultiplier,
+    dryBase: optionalNumber(options.dryBase, 'dryBase', 0, 1e6) ?? d.dryBase,
+    dryAllowedLength: optionalInt(options.dryAllowedLength, 'dryAllowedLength', 0, MAX_INT32) ?? d.dryAllowedLength,
+    dryPenaltyLastN: optionalInt(options.dryPenaltyLastN, 'dryPenaltyLastN', -1, MAX_INT32) ?? d.dryPenaltyLastN,
+    drySequenceBreakers: sequenceBreakers(options.drySequenceBreakers),
+    samplers: samplerOrder(options.samplers),
+    logitBias: logitBias(options.logitBias),
+    ignoreEos: optionalBoolean(options.ignoreEos, 'ignoreEos') ?? d.ignoreEos,
+    minKeep: optionalInt(options.minKeep, 'minKeep', 0, MAX_INT32) ?? d.minKeep,
+    ...logprobOptions(options),
     explicit,
   };
+}
+
+function optionalBoolean(value: unknown, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw new LlamaError('ERR_INVALID_ARGUMENT', `${name} must be a boolean`);
+  return value;
+}
+
+function sequenceBreakers(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  // llama-server refuses an empty list (use dryMultiplier 0 to turn DRY off).
+  if (!Array.isArray(value) || value.length === 0 || value.some((v) => typeof v !== 'string' || v.length === 0)) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', 'drySequenceBreakers must be a non-empty array of non-empty strings');
+  }
+  return [...(value as string[])];
+}
+
+function samplerOrder(value: unknown): SamplerName[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw new LlamaError('ERR_INVALID_ARGUMENT', `samplers must be an array of sampler names (${SAMPLER_NAMES.join(', ')})`);
+  return value.map((name, i) => {
+    if (typeof name !== 'string' || !(SAMPLER_NAMES as readonly string[]).includes(name)) {
+      const near = typeof name === 'string' ? nearestKey(name, SAMPLER_NAMES) : undefined;
+      throw new LlamaError(
+        'ERR_INVALID_ARGUMENT',
+        `samplers[${i}] ${JSON.stringify(name)} is not a llama.cpp sampler${near ? ` (did you mean '${near}'?)` : ''}; known: ${SAMPLER_NAMES.join(', ')}`,
+      );
+    }
+    return name as SamplerName;
+  });
+}
+
+function biasValue(value: unknown, where: string): number {
+  if (value === false) return -Infinity;
+  if (typeof value !== 'number' || Number.isNaN(value) || value === Infinity) {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `${where} must be a number, -Infinity or false (to ban the token)`);
+  }
+  return value;
+}
+
+function biasTarget(key: number | string, where: string): { token: number } | { text: string } {
+  if (typeof key === 'number') {
+    if (!Number.isInteger(key) || key < 0 || key > MAX_INT32) throw new LlamaError('ERR_INVALID_ARGUMENT', `${where} must be a token id (an integer >= 0) or a text`);
+    return { token: key };
+  }
+  if (typeof key !== 'string' || key.length === 0) throw new LlamaError('ERR_INVALID_ARGUMENT', `${where} must be a token id or a non-empty text`);
+  // An object's keys are strings: one of digits only is a token id, as llama-server reads it.
+  return /^\d+$/.test(key) ? biasTarget(Number(key), where) : { text: key };
+}
+
+function logitBias(value: unknown): ResolvedLogitBias[] | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) {
+    return value.map((pair, i) => {
+      if (!Array.isArray(pair) || pair.length !== 2) throw new LlamaError('ERR_INVALID_ARGUMENT', `logitBias[${i}] must be a [token or text, bias] pair`);
+      return { ...biasTarget(pair[0] as number | string, `logitBias[${i}][0]`), bias: biasValue(pair[1], `logitBias[${i}][1]`) };
+    });
+  }
+  if (typeof value !== 'object' || value === null) throw new LlamaError('ERR_INVALID_ARGUMENT', 'logitBias must be an object { token: bias } or an array of [token, bias] pairs');
+  return Object.entries(value).map(([key, bias]) => ({ ...biasTarget(key, `logitBias key ${JSON.stringify(key)}`), bias: biasValue(bias, `logitBias[${JSON.stringify(key)}]`) }));
+}
+
+function logprobOptions(options: Record<string, unknown>): { logprobs: boolean; topLogprobs: number } {
+  const logprobs = optionalBoolean(options.logprobs, 'logprobs') ?? GENERATION_DEFAULTS.logprobs;
+  const topLogprobs = optionalInt(options.topLogprobs, 'topLogprobs', 0, MAX_TOP_LOGPROBS);
+  // As OpenAI and llama-server: alternatives without logprobs is a mistake, not a no-op.
+  if (topLogprobs !== undefined && !logprobs) throw new LlamaError('ERR_INVALID_ARGUMENT', 'topLogprobs requires logprobs: true');
+  return { logprobs, topLogprobs: topLogprobs ?? GENERATION_DEFAULTS.topLogprobs };
 }
 
 export interface ResolvedGeneration {

@@ -1,4 +1,5 @@
 import type { ResolvedSampling } from '../engine/request';
+import type { TokenLogprob } from '../types';
 
 /**
  * The raw interface of the native addon (binding/*.cpp). Internal: the public API in lib/model.ts wraps it.
@@ -135,6 +136,8 @@ export interface NativeGeneration {
   /** Speculative decoding: tokens drafted, and those the model accepted (0 without it). */
   draftTokens: number;
   acceptedDraftTokens: number;
+  /** With logprobs (binding/napi/logprobs_object.cpp). */
+  logprobs?: TokenLogprob[];
 }
 
 /** What a context's scheduler tells JavaScript, several at a time (binding/napi/event_channel.cpp). */
