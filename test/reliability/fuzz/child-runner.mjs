@@ -83,3 +83,38 @@ export async function runInChildren({ name, script, indices, batchSize, parallel
   }
   await Promise.all(Array.from({ length: Math.max(1, parallel) }, lane));
 }
+
+/**
+ * The report of a fuzz run over runInChildren and its onDone/onDeath handlers: outcomes and case kinds counted, a
+ * result outside `expected` (besides 'ok'), a child past `rssLimitMb`, a crash or a hang each a finding (logged).
+ * `finish()` rounds the figures and returns the report.
+ */
+export function fuzzReport({ seed, cases, expected, rssLimitMb, log = () => undefined }) {
+  const started = performance.now();
+  const report = { seed, cases, done: 0, outcomes: {}, kinds: {}, crashes: [], hangs: [], unexpected: [], oversized: [], peakRssMb: 0, slowest: { index: -1, ms: 0 }, elapsedMs: 0 };
+  const finding = (list, item) => {
+    list.push(item);
+    log(`FINDING ${JSON.stringify(item)}`);
+  };
+  return {
+    report,
+    onDone: (line, start) => {
+      report.done++;
+      report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
+      report.kinds[start?.kind] = (report.kinds[start?.kind] ?? 0) + 1;
+      const rssMb = line.rss / 1024;
+      if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
+      if (line.result !== 'ok' && !expected.has(line.result)) finding(report.unexpected, { index: line.i, description: start?.d, result: line.result });
+      if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: start?.d, peakRssMb: Math.round(rssMb) });
+      report.peakRssMb = Math.max(report.peakRssMb, rssMb);
+    },
+    onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
+      finding(hung ? report.hangs : report.crashes, { index: start ? start.i : lastIndex, description: start?.d ?? 'between cases', exit, stderr });
+    },
+    finish() {
+      report.peakRssMb = Math.round(report.peakRssMb);
+      report.elapsedMs = Math.round(performance.now() - started);
+      return report;
+    },
+  };
+}

@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { runInChildren } from './child-runner.mjs';
+import { fuzzReport, runInChildren } from './child-runner.mjs';
 import { GrammarFuzzer } from './grammar-mutator.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,12 +37,7 @@ export async function runGrammarFuzz({
   rssLimitMb = 768,
   log = () => undefined,
 } = {}) {
-  const started = performance.now();
-  const report = { seed, cases, done: 0, outcomes: {}, kinds: {}, crashes: [], hangs: [], unexpected: [], oversized: [], peakRssMb: 0, slowest: { index: -1, ms: 0 }, elapsedMs: 0 };
-  const finding = (list, item) => {
-    list.push(item);
-    log(`FINDING ${JSON.stringify(item)}`);
-  };
+  const tally = fuzzReport({ seed, cases, expected: EXPECTED_GRAMMAR_CODES, rssLimitMb, log });
   await runInChildren({
     name: 'grammar fuzz',
     script: CHILD,
@@ -52,23 +47,10 @@ export async function runGrammarFuzz({
     caseTimeoutMs,
     addressSpaceMb,
     job: (batch) => ({ seed, model, indices: batch }),
-    onDone: (line, start) => {
-      report.done++;
-      report.outcomes[line.result] = (report.outcomes[line.result] ?? 0) + 1;
-      report.kinds[start?.kind] = (report.kinds[start?.kind] ?? 0) + 1;
-      const rssMb = line.rss / 1024;
-      if (line.ms > report.slowest.ms) report.slowest = { index: line.i, ms: Math.round(line.ms) };
-      if (line.result !== 'ok' && !EXPECTED_GRAMMAR_CODES.has(line.result)) finding(report.unexpected, { index: line.i, description: start?.d, result: line.result });
-      if (rssMb > rssLimitMb && report.peakRssMb <= rssLimitMb) finding(report.oversized, { index: line.i, description: start?.d, peakRssMb: Math.round(rssMb) });
-      report.peakRssMb = Math.max(report.peakRssMb, rssMb);
-    },
-    onDeath: ({ start, lastIndex, exit, stderr, hung }) => {
-      finding(hung ? report.hangs : report.crashes, { index: start ? start.i : lastIndex, description: start?.d ?? 'between cases', exit, stderr });
-    },
+    onDone: tally.onDone,
+    onDeath: tally.onDeath,
   });
-  report.peakRssMb = Math.round(report.peakRssMb);
-  report.elapsedMs = Math.round(performance.now() - started);
-  return report;
+  return tally.finish();
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
