@@ -1,6 +1,6 @@
 import { LlamaError } from '../errors';
 import { resolveLora, type LoraRequest, type ResolvedLora } from '../lora';
-import { optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, stopStrings } from '../validate';
+import { optionalBool, optionalFunction, optionalInt, optionalNumber, optionalSignal, requireObject, stopStrings } from '../validate';
 import { resolveStructured, STRUCTURED_KEYS, type ResolvedStructured, type StructuredOptions } from './structured';
 
 // The one request model: every generation (Model.complete/chat/stream, LlmBackend.call/chat/stream/streamChat,
@@ -145,8 +145,7 @@ export interface ResolvedSequence {
 
 /** Validates and defaults the sequence part of `options`. */
 export function resolveSequence(options: Record<string, unknown>): ResolvedSequence {
-  const contextShift = options.contextShift;
-  if (contextShift !== undefined && typeof contextShift !== 'boolean') throw new LlamaError('ERR_INVALID_ARGUMENT', 'contextShift must be a boolean');
+  const contextShift = optionalBool(options.contextShift, 'contextShift');
   return {
     sequence: optionalInt(options.sequence, 'sequence', 0, 255),
     contextShift: contextShift ?? false,
@@ -300,17 +299,11 @@ export function resolveSampling(options: Record<string, unknown>, defaults: Samp
     drySequenceBreakers: sequenceBreakers(options.drySequenceBreakers),
     samplers: samplerOrder(options.samplers),
     logitBias: logitBias(options.logitBias),
-    ignoreEos: optionalBoolean(options.ignoreEos, 'ignoreEos') ?? d.ignoreEos,
+    ignoreEos: optionalBool(options.ignoreEos, 'ignoreEos') ?? d.ignoreEos,
     minKeep: optionalInt(options.minKeep, 'minKeep', 0, MAX_INT32) ?? d.minKeep,
     ...logprobOptions(options),
     explicit,
   };
-}
-
-function optionalBoolean(value: unknown, name: string): boolean | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'boolean') throw new LlamaError('ERR_INVALID_ARGUMENT', `${name} must be a boolean`);
-  return value;
 }
 
 function sequenceBreakers(value: unknown): string[] | undefined {
@@ -368,7 +361,7 @@ function logitBias(value: unknown): ResolvedLogitBias[] | undefined {
 }
 
 function logprobOptions(options: Record<string, unknown>): { logprobs: boolean; topLogprobs: number } {
-  const logprobs = optionalBoolean(options.logprobs, 'logprobs') ?? GENERATION_DEFAULTS.logprobs;
+  const logprobs = optionalBool(options.logprobs, 'logprobs') ?? GENERATION_DEFAULTS.logprobs;
   const topLogprobs = optionalInt(options.topLogprobs, 'topLogprobs', 0, MAX_TOP_LOGPROBS);
   // As OpenAI and llama-server: alternatives without logprobs is a mistake, not a no-op.
   if (topLogprobs !== undefined && !logprobs) throw new LlamaError('ERR_INVALID_ARGUMENT', 'topLogprobs requires logprobs: true');
