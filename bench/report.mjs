@@ -1,5 +1,7 @@
 // The markdown report: medians with spreads, ratios to llama-bench, and the targets checked.
+import { renderChatSession } from './chat-session.mjs';
 import { renderRerank } from './rerank.mjs';
+import { renderSpeculative } from './speculative.mjs';
 import { CONTENDER_IDS, CONTENDERS, contenderOf, SERVING_CONTENDERS } from './contenders.mjs';
 
 export function fmt(x, digits) {
@@ -271,6 +273,8 @@ export function renderMarkdown(results, { chart, json } = {}) {
   }
   if (results.serving) lines.push(renderServing(results));
   if (results.rerank) lines.push(renderRerank(results.rerank));
+  if (results.speculative) lines.push(renderSpeculative(results.speculative));
+  if (results.chatSession) lines.push(renderChatSession(results.chatSession));
   const failed = results.sessions.filter((s) => s.error);
   if (failed.length) {
     lines.push('## Failed sessions', '');

@@ -4,12 +4,14 @@
 // llama-server, all built from or pinned to the same llama.cpp release, with the same threads, context and
 // batch size. Sessions are interleaved (every run visits every model, thread count and contender, in a
 // rotating order) and repeated; the report gives medians, spreads and ratios to llama-bench.
-// Three scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
+// Five scenarios: `main` (the above: pp, tg, TTFT, streaming, embeddings, load, memory, one request at a time) and
 // `serving` (serving.mjs: 1 to 16 concurrent clients on one model, tea-llama in-process and
 // tea-llama serve over HTTP against llama-server -np N and node-llama-cpp with N sequences, plus one batch of embeddings), in the same interleaved runs. Third, `rerank`
 // (rerank.mjs): one query against 64 documents, tea-llama rerank() against llama-server --reranking /v1/rerank.
+// `speculative` (speculative.mjs): a draft model, tea-llama against llama-server --spec-type draft-simple.
+// `chat-session` (chat-session.mjs): the tokens a turn of a 60-turn ChatSession decodes, against llama-server.
 //
-//   npm run bench                           full run, both scenarios (about 36 minutes on 2 cores)
+//   npm run bench                           full run, every scenario (about 38 minutes on 2 cores)
 //   npm run bench -- --quick                a quick development run (about a minute and a half)
 //   npm run bench -- --scenarios serving    the serving scenario alone (about 15 minutes; --quick: under 1)
 //   npm run bench -- --scenarios main       the single-request scenario alone (about 20 minutes)
@@ -30,7 +32,9 @@ import { renderChart } from './chart.mjs';
 import { CONTENDER_IDS, CONTENDERS, contenderOf, runSession, SERVING_IDS } from './contenders.mjs';
 import { ensureNodeLlamaCpp, NLC_VERSION } from './nlc.mjs';
 import { makePrompt, makeTexts } from './prompts.mjs';
+import { chatSessionScenario } from './chat-session.mjs';
 import { rerankScenario } from './rerank.mjs';
+import { speculativeScenario } from './speculative.mjs';
 import { hasMain, renderMarkdown } from './report.mjs';
 import { now, summarize } from './stats.mjs';
 
@@ -68,7 +72,8 @@ const JSON_SCHEMA = {
   required: ['title', 'entries'],
 };
 // rerank: rerank.mjs, one query against 64 documents, tea-llama against llama-server --reranking.
-const SCENARIOS = ['main', 'serving', 'rerank'];
+// speculative, chat-session: speculative.mjs and chat-session.mjs, after the interleaved sessions.
+const SCENARIOS = ['main', 'serving', 'rerank', 'speculative', 'chat-session'];
 // Serving: each client's prompt has this many tokens, and gets this many KV cells of context.
 const SERVING_PROMPT = 16;
 const SERVING_CTX_PER_CLIENT = 128;
@@ -80,7 +85,9 @@ const HELP = `usage: npm run bench -- [options]
   --quick              development run: stories260K and 130m Q4_K_M, 1 run, short tests
   --scenarios LIST     any of ${SCENARIOS.join(',')} (default all): main = one request at a time (pp, tg, TTFT, streaming,
                        embeddings, load, memory), serving = concurrent clients (below), rerank = one query against
-                       64 documents, tea-llama rerank() against llama-server --reranking (bench/rerank.mjs)
+                       64 documents, tea-llama rerank() against llama-server --reranking (bench/rerank.mjs),
+                       speculative = a draft model against llama-server's (bench/speculative.mjs), chat-session =
+                       tokens decoded per turn of a 60-turn ChatSession (bench/chat-session.mjs)
   --model FILE         benchmark this GGUF instead of the default set (repeatable)
   --threads LIST       thread counts, e.g. 1,2 (default 1,2; --quick: 2)
   --runs N             repetitions of every session (default 3; --quick: 1)
@@ -249,7 +256,7 @@ async function resolveModels(config) {
       return { name: basename(file).replace(/\.gguf$/i, ''), file, serving: true };
     });
   }
-  // The serving scenario alone needs only its own models; the rerank scenario makes its own.
+  // The serving scenario alone needs only its own models; the scenarios that run after the sessions make their own.
   if (!config.scenarios.includes('main') && !config.scenarios.includes('serving')) return [];
   const set = (config.quick ? QUICK_MODELS : DEFAULT_MODELS).filter((m) => config.scenarios.includes('main') || m.serving);
   const out = [];
@@ -476,12 +483,20 @@ async function main() {
     notes.push(`${cut.length} session${cut.length > 1 ? 's' : ''} cut short (over 5x their 1-thread time, at the time limit or interrupted), partial samples kept: ${cut.map((s) => `run ${s.run} ${s.model}${s.scenario ? ' serving' : ''} ${s.threads} thr ${contenderOf(s).short}`).join('; ')}.`);
   }
 
-  let rerank;
-  if (config.scenarios.includes('rerank') && !interrupt.signal.aborted) {
+  // The scenarios that run after the interleaved sessions, each on its own models.
+  const threadsMax = Math.max(...config.threads);
+  const extra = {
+    rerank: () => rerankScenario({ threads: threadsMax, runs: config.runs, log: (line) => status(line) }),
+    speculative: () => speculativeScenario({ threads: threadsMax, runs: config.runs, log: (line) => status(line) }),
+    'chat-session': () => chatSessionScenario({ threads: threadsMax, turns: config.quick ? 12 : 60, log: (line) => status(line) }),
+  };
+  const after = {};
+  for (const [name, run] of Object.entries(extra)) {
+    if (!config.scenarios.includes(name) || interrupt.signal.aborted) continue;
     try {
-      rerank = await rerankScenario({ threads: Math.max(...config.threads), runs: config.runs, log: (line) => status(line) });
+      after[name] = await run();
     } catch (error) {
-      notes.push(`rerank scenario failed: ${error.message.split('\n')[0]}`);
+      notes.push(`${name} scenario failed: ${error.message.split('\n')[0]}`);
     }
   }
 
@@ -524,7 +539,9 @@ async function main() {
           summary: aggregateServing(sessions.filter((s) => s.scenario === 'serving')),
         }
       : undefined,
-    rerank,
+    rerank: after.rerank,
+    speculative: after.speculative,
+    chatSession: after['chat-session'],
   };
 
   const dir = join(here, 'results');
