@@ -115,6 +115,69 @@ export interface SamplingOptions {
   topLogprobs?: number;
 }
 
+/** The kind of value a sampling option takes, for the surfaces that parse text into it (CLI flags, workflow params). */
+export type SamplingFieldKind = 'int' | 'number' | 'bool' | 'stop' | 'strings' | 'samplers' | 'logitBias';
+
+/** One sampling option as every surface names and parses it. */
+export interface SamplingField {
+  /**
+   * llama-server's request field (snake_case): the name over HTTP (`tea-llama serve`, the API backend), in workflow
+   * params, and, in kebab-case, the CLI flag.
+   */
+  wire: string;
+  kind: SamplingFieldKind;
+  /** The accepted range of an 'int' or 'number'. */
+  min?: number;
+  max?: number;
+  /** OpenAI's own API has this field (an OpenAI server refuses the others; llama-server, vLLM and Ollama take most). */
+  openai: boolean;
+  /** One line for help texts. */
+  help: string;
+}
+
+/**
+ * Every sampling option: its wire name, kind, range and help line. resolveSampling checks the ranges given here;
+ * the CLI, workflow params, `tea-llama serve` and the API backend take their names from here.
+ */
+export const SAMPLING_FIELDS = Object.freeze({
+  maxTokens: { wire: 'max_tokens', kind: 'int', min: -1, max: MAX_INT32, openai: true, help: 'most tokens to generate; -1 until the context is full (default 100)' },
+  temperature: { wire: 'temperature', kind: 'number', min: 0, max: 100, openai: true, help: '0 is greedy (default 0.7)' },
+  topK: { wire: 'top_k', kind: 'int', min: 0, max: MAX_INT32, openai: false, help: 'keep the k most likely tokens, 0 off (default 40)' },
+  topP: { wire: 'top_p', kind: 'number', min: 0, max: 1, openai: true, help: 'nucleus sampling threshold, 1 off (default 0.95)' },
+  minP: { wire: 'min_p', kind: 'number', min: 0, max: 1, openai: false, help: "drop tokens below min-p x the top token's probability (default 0.05)" },
+  repeatPenalty: { wire: 'repeat_penalty', kind: 'number', min: 1e-6, max: 100, openai: false, help: 'penalty for repeating recent tokens, 1 off (default 1)' },
+  repeatLastN: { wire: 'repeat_last_n', kind: 'int', min: -1, max: MAX_INT32, openai: false, help: 'recent tokens the penalties look at, -1 the context (default 64)' },
+  frequencyPenalty: { wire: 'frequency_penalty', kind: 'number', min: -100, max: 100, openai: true, help: 'frequency penalty, 0 off (default 0)' },
+  presencePenalty: { wire: 'presence_penalty', kind: 'number', min: -100, max: 100, openai: true, help: 'presence penalty, 0 off (default 0)' },
+  seed: { wire: 'seed', kind: 'int', min: 0, max: MAX_UINT32, openai: true, help: 'sampling seed, for reproducible output' },
+  stop: { wire: 'stop', kind: 'stop', openai: true, help: 'end the reply before this text (repeatable)' },
+  typicalP: { wire: 'typical_p', kind: 'number', min: -1e6, max: 1e6, openai: false, help: 'locally typical sampling, 1 off (default 1)' },
+  dynatempRange: { wire: 'dynatemp_range', kind: 'number', min: 0, max: 100, openai: false, help: 'dynamic temperature range, 0 off (default 0)' },
+  dynatempExponent: { wire: 'dynatemp_exponent', kind: 'number', min: 0, max: 100, openai: false, help: 'dynamic temperature exponent (default 1)' },
+  topNSigma: { wire: 'top_n_sigma', kind: 'number', min: -1e6, max: 1e6, openai: false, help: 'keep tokens within n standard deviations of the top logit, negative off (default -1)' },
+  xtcProbability: { wire: 'xtc_probability', kind: 'number', min: 0, max: 1, openai: false, help: 'XTC: chance of removing the top tokens, 0 off (default 0)' },
+  xtcThreshold: { wire: 'xtc_threshold', kind: 'number', min: 0, max: 1, openai: false, help: 'XTC: probability above which tokens may go (default 0.1)' },
+  mirostat: { wire: 'mirostat', kind: 'int', min: 0, max: 2, openai: false, help: '1 Mirostat, 2 Mirostat 2.0, 0 off (default 0)' },
+  mirostatTau: { wire: 'mirostat_tau', kind: 'number', min: 0, max: 1e6, openai: false, help: 'Mirostat target entropy (default 5)' },
+  mirostatEta: { wire: 'mirostat_eta', kind: 'number', min: 0, max: 1e6, openai: false, help: 'Mirostat learning rate (default 0.1)' },
+  dryMultiplier: { wire: 'dry_multiplier', kind: 'number', min: 0, max: 1e6, openai: false, help: 'DRY repetition penalty multiplier, 0 off (default 0)' },
+  dryBase: { wire: 'dry_base', kind: 'number', min: 0, max: 1e6, openai: false, help: 'DRY base (default 1.75)' },
+  dryAllowedLength: { wire: 'dry_allowed_length', kind: 'int', min: 0, max: MAX_INT32, openai: false, help: 'DRY: repetitions up to this length are free (default 2)' },
+  dryPenaltyLastN: { wire: 'dry_penalty_last_n', kind: 'int', min: -1, max: MAX_INT32, openai: false, help: 'DRY: recent tokens scanned, -1 the context (default 64)' },
+  drySequenceBreakers: { wire: 'dry_sequence_breakers', kind: 'strings', openai: false, help: 'DRY: a text that breaks a repetition (repeatable)' },
+  samplers: { wire: 'samplers', kind: 'samplers', openai: false, help: `the sampler order, of ${SAMPLER_NAMES.join(', ')}` },
+  logitBias: { wire: 'logit_bias', kind: 'logitBias', openai: true, help: 'TOKEN=BIAS: add BIAS to a token id or text, -inf bans it (repeatable)' },
+  ignoreEos: { wire: 'ignore_eos', kind: 'bool', openai: false, help: 'never stop at an end-of-generation token' },
+  minKeep: { wire: 'min_keep', kind: 'int', min: 0, max: MAX_INT32, openai: false, help: 'samplers keep at least this many candidates (default 0)' },
+  logprobs: { wire: 'logprobs', kind: 'bool', openai: true, help: "report each token's log-probability" },
+  topLogprobs: { wire: 'top_logprobs', kind: 'int', min: 0, max: MAX_TOP_LOGPROBS, openai: true, help: `with logprobs, the N most likely alternatives too (0 to ${MAX_TOP_LOGPROBS})` },
+} as const satisfies Record<keyof SamplingOptions, SamplingField>);
+
+/** A sampling option's key from its wire name (`top_k` → `topK`). */
+export const SAMPLING_KEY_BY_WIRE: Readonly<Record<string, keyof SamplingOptions>> = Object.freeze(
+  Object.fromEntries(Object.entries(SAMPLING_FIELDS).map(([key, f]) => [f.wire, key as keyof SamplingOptions])),
+);
+
 /**
  * Where a generation runs and what happens when its sequence is full (llama-server's `id_slot`, `--context-shift`,
  * `n_keep`, `n_discard`).
@@ -259,6 +322,9 @@ export function rejectUnknownKeys(options: object, known: readonly string[], whe
   }
 }
 
+/** The sampling options whose value is one number. */
+type ScalarSamplingKey = { [K in keyof typeof SAMPLING_FIELDS]: (typeof SAMPLING_FIELDS)[K]['kind'] extends 'int' | 'number' ? K : never }[keyof typeof SAMPLING_FIELDS];
+
 /** Defaults a backend or model may override (a backend's `defaults`, a model's `seed`). */
 export interface SamplingDefaults {
   maxTokens?: number;
@@ -271,36 +337,41 @@ export interface SamplingDefaults {
 export function resolveSampling(options: Record<string, unknown>, defaults: SamplingDefaults = {}): ResolvedSampling {
   const explicit = new Set(SAMPLING_KEYS.filter((k) => options[k] !== undefined || defaults[k as keyof SamplingDefaults] !== undefined));
   const d = GENERATION_DEFAULTS;
+  // A scalar option, in the range SAMPLING_FIELDS gives it.
+  const scalar = (key: ScalarSamplingKey): number | undefined => {
+    const f: SamplingField = SAMPLING_FIELDS[key];
+    return (f.kind === 'int' ? optionalInt : optionalNumber)(options[key], key, f.min!, f.max!);
+  };
   return {
-    maxTokens: optionalInt(options.maxTokens, 'maxTokens', -1, MAX_INT32) ?? defaults.maxTokens ?? d.maxTokens,
-    temperature: optionalNumber(options.temperature, 'temperature', 0, 100) ?? defaults.temperature ?? d.temperature,
-    topK: optionalInt(options.topK, 'topK', 0, MAX_INT32) ?? d.topK,
-    topP: optionalNumber(options.topP, 'topP', 0, 1) ?? defaults.topP ?? d.topP,
-    minP: optionalNumber(options.minP, 'minP', 0, 1) ?? d.minP,
-    repeatPenalty: optionalNumber(options.repeatPenalty, 'repeatPenalty', 1e-6, 100) ?? d.repeatPenalty,
-    repeatLastN: optionalInt(options.repeatLastN, 'repeatLastN', -1, MAX_INT32) ?? d.repeatLastN,
-    frequencyPenalty: optionalNumber(options.frequencyPenalty, 'frequencyPenalty', -100, 100) ?? d.frequencyPenalty,
-    presencePenalty: optionalNumber(options.presencePenalty, 'presencePenalty', -100, 100) ?? d.presencePenalty,
-    seed: optionalInt(options.seed, 'seed', 0, MAX_UINT32) ?? defaults.seed,
+    maxTokens: scalar('maxTokens') ?? defaults.maxTokens ?? d.maxTokens,
+    temperature: scalar('temperature') ?? defaults.temperature ?? d.temperature,
+    topK: scalar('topK') ?? d.topK,
+    topP: scalar('topP') ?? defaults.topP ?? d.topP,
+    minP: scalar('minP') ?? d.minP,
+    repeatPenalty: scalar('repeatPenalty') ?? d.repeatPenalty,
+    repeatLastN: scalar('repeatLastN') ?? d.repeatLastN,
+    frequencyPenalty: scalar('frequencyPenalty') ?? d.frequencyPenalty,
+    presencePenalty: scalar('presencePenalty') ?? d.presencePenalty,
+    seed: scalar('seed') ?? defaults.seed,
     stop: stopStrings(options.stop),
-    typicalP: optionalNumber(options.typicalP, 'typicalP', -1e6, 1e6) ?? d.typicalP,
-    dynatempRange: optionalNumber(options.dynatempRange, 'dynatempRange', 0, 100) ?? d.dynatempRange,
-    dynatempExponent: optionalNumber(options.dynatempExponent, 'dynatempExponent', 0, 100) ?? d.dynatempExponent,
-    topNSigma: optionalNumber(options.topNSigma, 'topNSigma', -1e6, 1e6) ?? d.topNSigma,
-    xtcProbability: optionalNumber(options.xtcProbability, 'xtcProbability', 0, 1) ?? d.xtcProbability,
-    xtcThreshold: optionalNumber(options.xtcThreshold, 'xtcThreshold', 0, 1) ?? d.xtcThreshold,
-    mirostat: (optionalInt(options.mirostat, 'mirostat', 0, 2) ?? d.mirostat) as 0 | 1 | 2,
-    mirostatTau: optionalNumber(options.mirostatTau, 'mirostatTau', 0, 1e6) ?? d.mirostatTau,
-    mirostatEta: optionalNumber(options.mirostatEta, 'mirostatEta', 0, 1e6) ?? d.mirostatEta,
-    dryMultiplier: optionalNumber(options.dryMultiplier, 'dryMultiplier', 0, 1e6) ?? d.dryMultiplier,
-    dryBase: optionalNumber(options.dryBase, 'dryBase', 0, 1e6) ?? d.dryBase,
-    dryAllowedLength: optionalInt(options.dryAllowedLength, 'dryAllowedLength', 0, MAX_INT32) ?? d.dryAllowedLength,
-    dryPenaltyLastN: optionalInt(options.dryPenaltyLastN, 'dryPenaltyLastN', -1, MAX_INT32) ?? d.dryPenaltyLastN,
+    typicalP: scalar('typicalP') ?? d.typicalP,
+    dynatempRange: scalar('dynatempRange') ?? d.dynatempRange,
+    dynatempExponent: scalar('dynatempExponent') ?? d.dynatempExponent,
+    topNSigma: scalar('topNSigma') ?? d.topNSigma,
+    xtcProbability: scalar('xtcProbability') ?? d.xtcProbability,
+    xtcThreshold: scalar('xtcThreshold') ?? d.xtcThreshold,
+    mirostat: (scalar('mirostat') ?? d.mirostat) as 0 | 1 | 2,
+    mirostatTau: scalar('mirostatTau') ?? d.mirostatTau,
+    mirostatEta: scalar('mirostatEta') ?? d.mirostatEta,
+    dryMultiplier: scalar('dryMultiplier') ?? d.dryMultiplier,
+    dryBase: scalar('dryBase') ?? d.dryBase,
+    dryAllowedLength: scalar('dryAllowedLength') ?? d.dryAllowedLength,
+    dryPenaltyLastN: scalar('dryPenaltyLastN') ?? d.dryPenaltyLastN,
     drySequenceBreakers: sequenceBreakers(options.drySequenceBreakers),
     samplers: samplerOrder(options.samplers),
     logitBias: logitBias(options.logitBias),
     ignoreEos: optionalBool(options.ignoreEos, 'ignoreEos') ?? d.ignoreEos,
-    minKeep: optionalInt(options.minKeep, 'minKeep', 0, MAX_INT32) ?? d.minKeep,
+    minKeep: scalar('minKeep') ?? d.minKeep,
     ...logprobOptions(options),
     explicit,
   };
@@ -362,7 +433,7 @@ function logitBias(value: unknown): ResolvedLogitBias[] | undefined {
 
 function logprobOptions(options: Record<string, unknown>): { logprobs: boolean; topLogprobs: number } {
   const logprobs = optionalBool(options.logprobs, 'logprobs') ?? GENERATION_DEFAULTS.logprobs;
-  const topLogprobs = optionalInt(options.topLogprobs, 'topLogprobs', 0, MAX_TOP_LOGPROBS);
+  const topLogprobs = optionalInt(options.topLogprobs, 'topLogprobs', SAMPLING_FIELDS.topLogprobs.min, SAMPLING_FIELDS.topLogprobs.max);
   // As OpenAI and llama-server: alternatives without logprobs is a mistake, not a no-op.
   if (topLogprobs !== undefined && !logprobs) throw new LlamaError('ERR_INVALID_ARGUMENT', 'topLogprobs requires logprobs: true');
   return { logprobs, topLogprobs: topLogprobs ?? GENERATION_DEFAULTS.topLogprobs };
