@@ -68,6 +68,7 @@ function apiBackend(settings: LlmSettings, logger: Logger): ApiLlmBackend {
     apiKey: settings.api.apiKey ?? '',
     model: settings.api.model,
     timeoutMs: settings.api.timeout * 1000,
+    compat: settings.api.compat,
   });
 }
 

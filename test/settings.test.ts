@@ -50,6 +50,7 @@ llm:
     api_key: sk-from-yaml
     model: phi-4-mini
     timeout: 12.5
+    compat: openai
 ui:
   theme: dark
 `;
@@ -77,7 +78,7 @@ describe('settings', () => {
       topP: 0.9,
       enableCache: true,
       cacheDir: '/var/cache/tea/responses',
-      api: { baseUrl: 'http://127.0.0.1:8080/v1', endpoints: ['http://127.0.0.1:8080/v1'], apiKey: 'sk-from-yaml', model: 'phi-4-mini', timeout: 12.5 },
+      api: { baseUrl: 'http://127.0.0.1:8080/v1', endpoints: ['http://127.0.0.1:8080/v1'], apiKey: 'sk-from-yaml', model: 'phi-4-mini', timeout: 12.5, compat: 'openai' },
       sources: expect.any(Object),
     });
     expect(Object.values(s.sources).every((source) => source === 'yaml')).toBe(true);

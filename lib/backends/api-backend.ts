@@ -1,6 +1,7 @@
 import { parseJson, toOpenAiMessage, type GenerationDelta, type ToolCall } from '../engine/structured';
 import type { ResolvedLora } from '../lora';
 import { LlamaError } from '../errors';
+import { SAMPLING_FIELDS, type SamplingField, type SamplingOptions } from '../engine/request';
 import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
 import { BaseLlmBackend, type BackendCommonOptions, type EngineResult, type GenerationRequest, type Sampling } from './base-backend';
 import { checkCompletion, checkEmbeddings, checkModels, checkRerank, malformed, type ServerTimings, type Usage } from './api-response';
@@ -8,6 +9,7 @@ import { parseLogprobs } from './api-logprobs';
 import { EndpointPool, type Endpoint } from './endpoints';
 import { displayUrl, HttpClient, readLimited } from './http-client';
 import type { HealthStatus, LlmFinishReason } from './llm-backend';
+import type { TokenLogprob } from '../types';
 import { parseSse } from './sse';
 
 export interface ApiLlmBackendOptions extends BackendCommonOptions {
@@ -53,7 +55,19 @@ export interface ApiLlmBackendOptions extends BackendCommonOptions {
    * there without the Authorization header and without `headers`.
    */
   allowCrossOriginRedirects?: boolean;
+  /**
+   * The request fields the server takes. 'llama-server': OpenAI's and llama-server's extensions (its samplers,
+   * `grammar`, `n_keep`, `id_slot`, `lora`, ...; vLLM and Ollama take most of them). 'openai': OpenAI's API alone,
+   * so an option it has no field for (topK, minP, mirostat, DRY, grammar, lora, a text in logitBias, ...) is
+   * ERR_INVALID_ARGUMENT before anything is sent, rather than a server's 400 or a field silently ignored. Default
+   * 'openai' when every server is api.openai.com, else 'llama-server'.
+   */
+  compat?: ApiCompat;
 }
+
+/** Which request fields an API server takes: see {@link ApiLlmBackendOptions.compat}. */
+export type ApiCompat = 'llama-server' | 'openai';
+export const API_COMPATS: readonly ApiCompat[] = ['llama-server', 'openai'];
 
 /** Longest single event of a stream (its data lines together), in bytes. */
 const MAX_EVENT_BYTES = 16 * 1024 * 1024;
@@ -100,6 +114,8 @@ export class ApiLlmBackend extends BaseLlmBackend {
   readonly #inFlight = new Set<AbortController>();
   readonly #totalTimeoutMs: number;
   readonly #maxResponseBytes: number;
+  /** The request fields the servers take (the `compat` option). */
+  readonly compat: ApiCompat;
 
   constructor(options: ApiLlmBackendOptions) {
     const opts = requireObject(options, 'options') as unknown as ApiLlmBackendOptions;
@@ -121,6 +137,10 @@ export class ApiLlmBackend extends BaseLlmBackend {
     if (opts.allowCrossOriginRedirects !== undefined && typeof opts.allowCrossOriginRedirects !== 'boolean') {
       throw new LlamaError('ERR_INVALID_ARGUMENT', 'allowCrossOriginRedirects must be a boolean');
     }
+    if (opts.compat !== undefined && !API_COMPATS.includes(opts.compat)) {
+      throw new LlamaError('ERR_INVALID_ARGUMENT', `compat must be ${API_COMPATS.map((c) => `'${c}'`).join(' or ')}, not ${JSON.stringify(opts.compat)}`);
+    }
+    this.compat = opts.compat ?? (urls.every((u) => new URL(u.api).hostname === 'api.openai.com') ? 'openai' : 'llama-server');
     const probeDelayMs = optionalNumber(opts.probeDelayMs, 'probeDelayMs', 1, 2 ** 31 - 1) ?? 1000;
     const maxProbeDelayMs = optionalNumber(opts.maxProbeDelayMs, 'maxProbeDelayMs', 1, 2 ** 31 - 1) ?? 30_000;
     this.#pool = new EndpointPool(urls, { probeDelayMs, maxProbeDelayMs, logger: this.logger, probe: (e) => this.#probeEndpoint(e) });
@@ -173,25 +193,15 @@ export class ApiLlmBackend extends BaseLlmBackend {
     if (q.contextShift) {
       throw new LlamaError('ERR_INVALID_ARGUMENT', 'contextShift is not a request option of an API server: start llama-server with --context-shift (nKeep and nDiscard are sent as n_keep and n_discard)');
     }
+    if (this.compat === 'openai') refuseBeyondOpenAi(request);
     return {
       ...(this.#model !== undefined ? { model: this.#model } : {}),
       ...(request.kind === 'prompt' ? { prompt: request.prompt } : { messages: request.messages.map(toOpenAiMessage) }),
       ...this.#structuredBody(request),
       ...(s.maxTokens >= 0 ? { max_tokens: s.maxTokens } : {}),
       temperature: s.temperature,
-      // Beyond max_tokens and temperature, only what the caller (or the backend's defaults) asked for is sent, so
-      // the server's own defaults apply otherwise. top_k, min_p and the repeat penalty are not in OpenAI's API;
-      // llama-server, vLLM and Ollama accept them.
-      ...(s.explicit.has('topP') ? { top_p: s.topP } : {}),
-      ...(s.explicit.has('topK') ? { top_k: s.topK } : {}),
-      ...(s.explicit.has('minP') ? { min_p: s.minP } : {}),
-      ...(s.explicit.has('repeatPenalty') ? { repeat_penalty: s.repeatPenalty } : {}),
-      ...(s.explicit.has('repeatLastN') ? { repeat_last_n: s.repeatLastN } : {}),
-      ...(s.explicit.has('frequencyPenalty') ? { frequency_penalty: s.frequencyPenalty } : {}),
-      ...(s.explicit.has('presencePenalty') ? { presence_penalty: s.presencePenalty } : {}),
-      ...samplerExtras(s, request.kind),
+      ...samplerFields(s, request.kind, this.compat),
       ...(s.stop !== undefined ? { stop: s.stop } : {}),
-      ...(s.seed !== undefined ? { seed: s.seed } : {}),
       ...(q.sequence !== undefined ? { id_slot: q.sequence } : {}),
       ...(q.nKeep !== 0 ? { n_keep: q.nKeep } : {}),
       ...(q.nDiscard !== 0 ? { n_discard: q.nDiscard } : {}),
@@ -288,6 +298,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
     const onDelta = request.structured.onDelta;
     const calls: { id: string; name: string; arguments: string }[] = [];
     let reasoning: string | undefined;
+    const logprobs: TokenLogprob[] | undefined = request.sampling.logprobs ? [] : undefined;
     // maxTokens bounds what a server may stream: a text event past it ends the answer ('length') and the
     // connection, however the server goes on (one text event per token is what every server sends).
     const limit = request.sampling.maxTokens >= 0 ? request.sampling.maxTokens : Infinity;
@@ -329,6 +340,8 @@ export class ApiLlmBackend extends BaseLlmBackend {
           partial.chunks++;
           onChunk(text);
         }
+        // Each event carries the log-probabilities of its own tokens (llama-server, OpenAI): the answer's are all of them.
+        if (logprobs) logprobs.push(...(parseLogprobs(`${where} (event ${partial.chunks})`, firstChoice(parsed)?.logprobs, request.sampling.topLogprobs) ?? []));
         const delta: GenerationDelta = {};
         if (text) delta.content = text;
         if (choice.reasoning) {
@@ -372,6 +385,7 @@ export class ApiLlmBackend extends BaseLlmBackend {
       timings: this.#timings(timings),
       ...(calls.length > 0 ? { toolCalls: calls.map((c, i): ToolCall => ({ id: c.id || `call_${i}`, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}),
       ...(reasoning !== undefined ? { reasoningContent: reasoning } : {}),
+      ...(logprobs ? { logprobs } : {}),
     };
   }
 
@@ -545,37 +559,27 @@ function apiLora(lora: ResolvedLora[]): { id: number; scale: number }[] {
 }
 
 /** llama-server's names of the sampler options beyond OpenAI's (tools/server/server-schema.cpp). */
-const LLAMA_SERVER_NAMES = {
-  typicalP: 'typical_p',
-  dynatempRange: 'dynatemp_range',
-  dynatempExponent: 'dynatemp_exponent',
-  topNSigma: 'top_n_sigma',
-  xtcProbability: 'xtc_probability',
-  xtcThreshold: 'xtc_threshold',
-  mirostat: 'mirostat',
-  mirostatTau: 'mirostat_tau',
-  mirostatEta: 'mirostat_eta',
-  dryMultiplier: 'dry_multiplier',
-  dryBase: 'dry_base',
-  dryAllowedLength: 'dry_allowed_length',
-  dryPenaltyLastN: 'dry_penalty_last_n',
-  drySequenceBreakers: 'dry_sequence_breakers',
-  samplers: 'samplers',
-  ignoreEos: 'ignore_eos',
-  minKeep: 'min_keep',
-} as const satisfies Partial<Record<keyof Sampling, string>>;
+/** Sampling options sent on their own terms (below) rather than by their wire name as they are. */
+const SENT_APART = new Set<keyof SamplingOptions>(['maxTokens', 'temperature', 'stop', 'logitBias', 'logprobs', 'topLogprobs']);
 
 /**
- * The explicitly set sampler options under llama-server's names, logit_bias as [token or text, bias] pairs
- * (llama-server's form; a ban is `false`, JSON has no -Infinity) and the log-probability fields: OpenAI's
- * `logprobs`/`top_logprobs` for chat, `logprobs: N` (llama-server's n_probs alias) for a completion.
+ * The explicitly set sampling options by their wire names (SAMPLING_FIELDS: llama-server's, OpenAI's where it has
+ * them), so the server's own defaults apply to the rest; logit_bias as llama-server's [token or text, bias] pairs
+ * (a ban is `false`: JSON has no -Infinity), or for OpenAI its map of token ids to -100..100; and the
+ * log-probability fields: `logprobs`/`top_logprobs` for chat, `logprobs: N` (llama-server's n_probs alias, OpenAI's
+ * completions form) for a completion.
  */
-function samplerExtras(s: Sampling, kind: 'prompt' | 'chat'): Record<string, unknown> {
+function samplerFields(s: Sampling, kind: 'prompt' | 'chat', compat: ApiCompat): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [key, name] of Object.entries(LLAMA_SERVER_NAMES)) {
-    if ((s.explicit as ReadonlySet<string>).has(key)) out[name] = s[key as keyof typeof LLAMA_SERVER_NAMES];
+  for (const [key, field] of Object.entries(SAMPLING_FIELDS) as [keyof SamplingOptions, SamplingField][]) {
+    if (!SENT_APART.has(key) && s.explicit.has(key)) out[field.wire] = s[key];
   }
-  if (s.logitBias) out.logit_bias = s.logitBias.map((b) => ['token' in b ? b.token : b.text, b.bias === -Infinity ? false : b.bias]);
+  if (s.logitBias) {
+    out.logit_bias =
+      compat === 'openai'
+        ? Object.fromEntries(s.logitBias.map((b) => ['token' in b ? String(b.token) : b.text, Math.max(-100, Math.min(100, b.bias))]))
+        : s.logitBias.map((b) => ['token' in b ? b.token : b.text, b.bias === -Infinity ? false : b.bias]);
+  }
   if (s.logprobs) {
     // llama-server reports nothing for n_probs 0: at least one alternative is asked for, and cut off on return.
     const n = Math.max(1, s.topLogprobs);
@@ -583,6 +587,28 @@ function samplerExtras(s: Sampling, kind: 'prompt' | 'chat'): Record<string, unk
     else out.logprobs = n;
   }
   return out;
+}
+
+/** With compat 'openai': what OpenAI's API has no field for is refused before anything is sent. */
+function refuseBeyondOpenAi(request: GenerationRequest): void {
+  const refuse = (what: string) => {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', `${what} is not part of OpenAI's API (this API backend has compat: 'openai'): leave it out, or use compat: 'llama-server' for a server that takes it`);
+  };
+  const s = request.sampling;
+  for (const [key, field] of Object.entries(SAMPLING_FIELDS) as [keyof SamplingOptions, SamplingField][]) {
+    if (!field.openai && s.explicit.has(key)) refuse(key);
+  }
+  if (s.logitBias?.some((b) => 'text' in b)) refuse('a text in logitBias (OpenAI takes token ids)');
+  if (s.logprobs && request.kind === 'prompt') refuse('logprobs on a completion (OpenAI answers those in another shape: use chat)');
+  const st = request.structured;
+  if (st.grammar !== undefined) refuse('grammar');
+  if (st.jsonSchema !== undefined && request.kind === 'prompt') refuse('jsonSchema on a completion (OpenAI takes it on chat, as response_format)');
+  if (st.reasoningFormat !== undefined) refuse('reasoningFormat');
+  if (st.chatTemplateKwargs !== undefined || st.enableThinking !== undefined) refuse('chatTemplateKwargs and enableThinking');
+  const q = request.sequence;
+  if (q.sequence !== undefined) refuse('sequence');
+  if (q.nKeep !== 0 || q.nDiscard !== 0) refuse('nKeep and nDiscard');
+  if (request.lora) refuse('lora');
 }
 
 function firstChoice(answer: unknown): Record<string, unknown> | undefined {

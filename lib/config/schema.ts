@@ -56,6 +56,11 @@ export interface LlmSettingsInput {
     model?: string;
     /** `llm.api.timeout`, `LLM_TIMEOUT`, in seconds. Default 60. */
     timeout?: number;
+    /**
+     * `llm.api.compat`, `LLM_API_COMPAT`: the request fields the server takes, 'llama-server' or 'openai'
+     * (`ApiLlmBackendOptions.compat`). Default 'openai' for api.openai.com, else 'llama-server'.
+     */
+    compat?: 'llama-server' | 'openai';
   };
 }
 
@@ -84,7 +89,7 @@ export interface LlmSettings {
   enableCache: boolean;
   cacheDir: string;
   /** `baseUrl` is the first server; `endpoints` all of them (one or more), when `base_url` is set. */
-  api: { baseUrl?: string; endpoints?: string[]; apiKey?: string; model?: string; timeout: number };
+  api: { baseUrl?: string; endpoints?: string[]; apiKey?: string; model?: string; timeout: number; compat?: 'llama-server' | 'openai' };
   /** Where each value came from, by option path ('backend', 'api.baseUrl', ...). */
   sources: Record<string, SettingSource>;
 }
@@ -134,6 +139,7 @@ export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
   { option: 'api.apiKey', yaml: 'api.api_key', env: 'LLM_API_KEY', kind: { type: 'string' }, secret: true },
   { option: 'api.model', yaml: 'api.model', env: 'LLM_MODEL', kind: { type: 'string' } },
   { option: 'api.timeout', yaml: 'api.timeout', env: 'LLM_TIMEOUT', kind: { type: 'number', min: 0, max: 2 ** 31 / 1000, exclusiveMin: true } },
+  { option: 'api.compat', yaml: 'api.compat', env: 'LLM_API_COMPAT', kind: { type: 'enum', values: ['llama-server', 'openai'] } },
 ] satisfies SettingKey[]);
 
 /** One problem in a settings source. */

@@ -210,6 +210,7 @@ export async function resolveSettings(options: ResolveSettingsOptions = {}): Pro
       apiKey: input.api?.apiKey,
       model: input.api?.model,
       timeout: input.api?.timeout ?? DEFAULT_API_TIMEOUT,
+      compat: input.api?.compat,
     },
     sources: from,
   };

@@ -1,8 +1,8 @@
 import { LlamaError, toLlamaError } from '../errors';
 import type { LlamaModel } from '../model';
 import type { ChatMessage, GenerationResult } from '../types';
-import { optionalNumber, requireObject, requireString } from '../validate';
-import { rejectUnknownKeys, SAMPLING_KEYS, type SamplingOptions } from './request';
+import { optionalInt, optionalNumber, requireObject, requireString } from '../validate';
+import { GENERATION_DEFAULTS, rejectUnknownKeys, SAMPLING_FIELDS, SAMPLING_KEYS, type SamplingOptions } from './request';
 
 // Chat sessions: a conversation kept in a sequence of its own (reserved, so other requests never take its cells).
 // Each turn renders the kept conversation with the chat template and generates in that sequence; the scheduler
@@ -214,10 +214,8 @@ export class ChatSession implements AsyncDisposable {
     requireString(content, 'content');
     const opts = requireObject(options, 'options') as ChatTurnOptions;
     rejectUnknownKeys(opts, TURN_KEYS, 'ChatSession.send() options');
-    const maxTokens = opts.maxTokens ?? 100;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0) {
-      throw new LlamaError('ERR_INVALID_ARGUMENT', 'maxTokens must be an integer >= 0 in a chat session (the room a reply takes decides what the context keeps)');
-    }
+    // A reply until the context is full (-1) leaves no room to plan with: a session's reply has a bound.
+    const maxTokens = optionalInt(opts.maxTokens, 'maxTokens', 0, SAMPLING_FIELDS.maxTokens.max) ?? GENERATION_DEFAULTS.maxTokens;
     const room = this.#host.contextSize - maxTokens;
     const user: ChatMessage = { role: 'user', content };
     let kept = this.#turns;
