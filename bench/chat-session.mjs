@@ -15,7 +15,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startLlamaServer } from '../scripts/llama-server-harness.mjs';
-import { median } from './stats.mjs';
+import { argValue, median } from './stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -79,19 +79,15 @@ export function renderChatSession(r, { perTurn = false } = {}) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const arg = (name, fallback) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? process.argv[i + 1] : fallback;
-  };
   const r = await chatSessionScenario({
-    turns: Number(arg('--turns', 60)),
-    ctx: Number(arg('--ctx', 512)),
-    maxTokens: Number(arg('--max-tokens', 24)),
-    threads: Number(arg('--threads', 2)),
-    model: arg('--model', undefined),
+    turns: Number(argValue('turns', 60)),
+    ctx: Number(argValue('ctx', 512)),
+    maxTokens: Number(argValue('max-tokens', 24)),
+    threads: Number(argValue('threads', 2)),
+    model: argValue('model', undefined),
     log: (l) => console.error(l),
   });
   const text = [`# A chat turn in a long session (issue 16)`, '', `${new Date().toISOString()}: \`node bench/chat-session.mjs ${process.argv.slice(2).join(' ')}\``.trimEnd(), '', renderChatSession(r, { perTurn: true }).replace(/^## .*\n\n/, '')].join('\n');
-  writeFileSync(join(here, 'results', `${arg('--out', 'chat-session')}.md`), text);
+  writeFileSync(join(here, 'results', `${argValue('out', 'chat-session')}.md`), text);
   process.stdout.write(text.split('\n').slice(0, 12).join('\n') + '\n');
 }

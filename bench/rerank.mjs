@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { startLlamaServer } from '../scripts/llama-server-harness.mjs';
 import { ensureSyntheticReranker } from '../scripts/synthetic-model.mjs';
 import { makeTexts } from './prompts.mjs';
-import { median, now, perSecond } from './stats.mjs';
+import { argValue, median, now, perSecond } from './stats.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const QUERY = 'Which sentence is about a small animal near the river?';
@@ -87,10 +87,6 @@ export function renderRerank(r) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const arg = (name, fallback) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : fallback;
-  };
-  const r = await rerankScenario({ threads: arg('--threads', 2), runs: arg('--runs', 3), documents: arg('--documents', 64), log: (l) => console.error(l) });
+  const r = await rerankScenario({ threads: Number(argValue('threads', 2)), runs: Number(argValue('runs', 3)), documents: Number(argValue('documents', 64)), log: (l) => console.error(l) });
   process.stdout.write(renderRerank(r));
 }

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 import { startLlamaServer } from '../scripts/llama-server-harness.mjs';
 import { ensureSyntheticModel } from '../scripts/synthetic-model.mjs';
-import { median } from './stats.mjs';
+import { argValue, median } from './stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -114,15 +114,11 @@ export function renderSpeculative(r) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const option = (name, fallback) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i > 0 ? process.argv[i + 1] : fallback;
-  };
-  const runs = Number(option('runs', 3));
-  const tokens = Number(option('tokens', 64));
-  const threads = Number(option('threads', 2));
-  const draftMax = Number(option('draft-max', 4));
-  const pairs = option('target') && option('draft') ? [{ label: 'given pair', target: resolve(option('target')), draft: resolve(option('draft')) }] : undefined;
+  const runs = Number(argValue('runs', 3));
+  const tokens = Number(argValue('tokens', 64));
+  const threads = Number(argValue('threads', 2));
+  const draftMax = Number(argValue('draft-max', 4));
+  const pairs = argValue('target') && argValue('draft') ? [{ label: 'given pair', target: resolve(argValue('target')), draft: resolve(argValue('draft')) }] : undefined;
   const r = await speculativeScenario({ threads, runs, tokens, draftMax, pairs, log: (l) => console.error(l) });
   const report = [
     '# Speculative decoding: tea-llama against llama-server',

@@ -50,3 +50,9 @@ export function startLagMonitor(intervalMs = 1) {
 
 /** Tokens per second from a count and a duration in ms. */
 export const perSecond = (n, ms) => (ms > 0 ? (n * 1000) / ms : undefined);
+
+/** The value after `--name` on a bench script's command line, else `fallback` (for the scripts run on their own). */
+export function argValue(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}

@@ -337,41 +337,24 @@ export interface SamplingDefaults {
 export function resolveSampling(options: Record<string, unknown>, defaults: SamplingDefaults = {}): ResolvedSampling {
   const explicit = new Set(SAMPLING_KEYS.filter((k) => options[k] !== undefined || defaults[k as keyof SamplingDefaults] !== undefined));
   const d = GENERATION_DEFAULTS;
-  // A scalar option, in the range SAMPLING_FIELDS gives it.
-  const scalar = (key: ScalarSamplingKey): number | undefined => {
-    const f: SamplingField = SAMPLING_FIELDS[key];
-    return (f.kind === 'int' ? optionalInt : optionalNumber)(options[key], key, f.min!, f.max!);
-  };
+  // Every scalar option, in the range SAMPLING_FIELDS gives it, else the caller's default, else the engine's.
+  const scalars = {} as Record<ScalarSamplingKey, number | undefined>;
+  for (const [key, f] of Object.entries(SAMPLING_FIELDS) as [keyof typeof SAMPLING_FIELDS, SamplingField][]) {
+    if (f.kind !== 'int' && f.kind !== 'number') continue;
+    const k = key as ScalarSamplingKey;
+    const given = (f.kind === 'int' ? optionalInt : optionalNumber)(options[k], k, f.min!, f.max!);
+    scalars[k] = given ?? defaults[k as keyof SamplingDefaults] ?? (d as Partial<Record<ScalarSamplingKey, number>>)[k];
+  }
+  const all = scalars as Record<Exclude<ScalarSamplingKey, 'seed'>, number>;
   return {
-    maxTokens: scalar('maxTokens') ?? defaults.maxTokens ?? d.maxTokens,
-    temperature: scalar('temperature') ?? defaults.temperature ?? d.temperature,
-    topK: scalar('topK') ?? d.topK,
-    topP: scalar('topP') ?? defaults.topP ?? d.topP,
-    minP: scalar('minP') ?? d.minP,
-    repeatPenalty: scalar('repeatPenalty') ?? d.repeatPenalty,
-    repeatLastN: scalar('repeatLastN') ?? d.repeatLastN,
-    frequencyPenalty: scalar('frequencyPenalty') ?? d.frequencyPenalty,
-    presencePenalty: scalar('presencePenalty') ?? d.presencePenalty,
-    seed: scalar('seed') ?? defaults.seed,
+    ...all,
+    seed: scalars.seed,
+    mirostat: all.mirostat as 0 | 1 | 2,
     stop: stopStrings(options.stop),
-    typicalP: scalar('typicalP') ?? d.typicalP,
-    dynatempRange: scalar('dynatempRange') ?? d.dynatempRange,
-    dynatempExponent: scalar('dynatempExponent') ?? d.dynatempExponent,
-    topNSigma: scalar('topNSigma') ?? d.topNSigma,
-    xtcProbability: scalar('xtcProbability') ?? d.xtcProbability,
-    xtcThreshold: scalar('xtcThreshold') ?? d.xtcThreshold,
-    mirostat: (scalar('mirostat') ?? d.mirostat) as 0 | 1 | 2,
-    mirostatTau: scalar('mirostatTau') ?? d.mirostatTau,
-    mirostatEta: scalar('mirostatEta') ?? d.mirostatEta,
-    dryMultiplier: scalar('dryMultiplier') ?? d.dryMultiplier,
-    dryBase: scalar('dryBase') ?? d.dryBase,
-    dryAllowedLength: scalar('dryAllowedLength') ?? d.dryAllowedLength,
-    dryPenaltyLastN: scalar('dryPenaltyLastN') ?? d.dryPenaltyLastN,
     drySequenceBreakers: sequenceBreakers(options.drySequenceBreakers),
     samplers: samplerOrder(options.samplers),
     logitBias: logitBias(options.logitBias),
     ignoreEos: optionalBool(options.ignoreEos, 'ignoreEos') ?? d.ignoreEos,
-    minKeep: scalar('minKeep') ?? d.minKeep,
     ...logprobOptions(options),
     explicit,
   };
