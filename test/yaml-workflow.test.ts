@@ -112,7 +112,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     const lines = issues.map((i) => `${i.node ?? '-'} | ${i.path} | ${i.problem}`);
     expect(lines).toEqual([
       'ask | action | unknown action "llm.cal" (known: llm.call, llm.chat, llm.stream, llm.embed); did you mean "llm.call"?',
-      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_p, stop, seed, grammar, json_schema, response_format, tools, tool_choice); did you mean "max_tokens"?',
+      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, seed, stop, typical_p, dynatemp_range, dynatemp_exponent, top_n_sigma, xtc_probability, xtc_threshold, mirostat, mirostat_tau, mirostat_eta, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_sequence_breakers, samplers, logit_bias, ignore_eos, min_keep, logprobs, top_logprobs, grammar, json_schema, response_format, tools, tool_choice); did you mean "max_tokens"?',
       'chat | params | missing the required parameter "messages" (a list of { role, content })',
       'hot | params.temperature | expected a number from 0 to 100, got "hot"',
       'hot | params.stop | expected a string or a list of strings, got an empty list',
@@ -136,7 +136,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     );
     expect(issues.map((i) => `${i.path}: ${i.problem}`)).toEqual([
       'settings.model_path: LLM settings go under settings.llm (settings.llm.model_path)',
-      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
+      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, lora, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
       'settings.llm.temperature: expected a number from 0 to 100, got -1 (number)',
       'state_schema.count: unknown type "integr" (known: str, int, float, bool, list, dict, any); did you mean "integer"?',
     ]);
