@@ -252,6 +252,11 @@ describe.runIf(haveModel(STORIES))('--lora, --lora-scaled and llm.lora on storie
     expect(bad.stderr).toContain('llm.lora[0].scal: expected one of the known keys (path, scale), got an unknown key; did you mean "scale"?');
     expect(bad.stderr).toContain('llm.lora[1]: expected a path or { path, scale }, got 7 (number)');
 
+    // An API server loads its adapters as it was started: none can be sent from here.
+    const api = await runCli(['complete', '--backend', 'api', '--api-base', 'http://127.0.0.1:9', '--lora', paths.first, PROMPT]);
+    expect(api.code).toBe(1);
+    expect(api.stderr).toMatch(/^tea-llama: ERR_SETTINGS_INVALID: .*lora: expected LoRA adapters only with the local backend/);
+
     writeFileSync(settings, `llm:\n  lora:\n    - ${absent}\n`);
     const fromSettings = await runCli([...greedy, '--settings', settings, PROMPT]);
     expect(fromSettings.code).toBe(1);

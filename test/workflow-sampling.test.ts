@@ -139,13 +139,20 @@ describe.runIf(haveModel(STORIES))('tea-llama run with sampling params on storie
   });
 
   it('a wrong param type stops the run before the model loads, exit code 1, ERR_WORKFLOW_INVALID naming it', async () => {
-    const file = join(tempHome(), 'bad.yaml');
-    writeFileSync(file, node('      top_k: "{{ state.k }}"\n      logprobs: yes please\n').replace('nodes:', 'state_schema:\n  k: str\nnodes:'));
-    const r = await runCli(['run', file, '--model', stories, '--input', 'k=five']);
-    expect(r.code).toBe(1);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^tea-llama: ERR_WORKFLOW_INVALID: /);
-    expect(r.stderr).toContain('node "ask": params.logprobs: expected true or false, got "yes please"');
-    expect(r.stderr).toContain('node "ask": params.top_k: after templating: expected an integer from 0 to');
+    // As written in the file, and as it comes from the input through a template.
+    const written = join(tempHome(), 'bad.yaml');
+    writeFileSync(written, node('      logprobs: yes please\n'));
+    const templated = join(tempHome(), 'bad-input.yaml');
+    writeFileSync(templated, node('      top_k: "{{ state.k }}"\n').replace('nodes:', 'state_schema:\n  k: str\nnodes:'));
+    for (const [file, input, problem] of [
+      [written, [], 'node "ask": params.logprobs: expected true or false, got "yes please"'],
+      [templated, ['--input', 'k=five'], 'node "ask": params.top_k: after templating: expected an integer from 0 to 2147483647, got "five"'],
+    ] as const) {
+      const r = await runCli(['run', file, '--model', stories, ...input]);
+      expect(r.code, problem).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^tea-llama: ERR_WORKFLOW_INVALID: /);
+      expect(r.stderr).toContain(problem);
+    }
   });
 });

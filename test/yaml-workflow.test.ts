@@ -181,8 +181,8 @@ describe('checks before anything runs, each problem with its node and what is wr
       'ask | params.prompt | {{ state.question }} names an absent key: state.question is not in the input (state_schema declares it, without a default) and no node is named "question"',
       'ask | params.prompt | {{ state.user.nmae }} names an absent key: state.user has no key "nmae" (it has name)',
       'early | params.prompt | {{ state.late }} names an absent key: node "late" runs later',
-      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings, parsed, tool_calls)',
-      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings, parsed, tool_calls)',
+      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings, parsed, tool_calls, logprobs)',
+      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings, parsed, tool_calls, logprobs)',
       "self | params.prompt | {{ state.self }} names an absent key: it is this node's own result, which does not exist yet",
       'self | params.prompt | {{ state._meta.later }} names an absent key: state._meta.later holds the metadata of an earlier action node, and node "later" runs later',
     ]);
@@ -448,9 +448,9 @@ describe('the action registry, for a host workflow engine', () => {
     expect(Array.isArray(vector) && vector.length === 16 && typeof vector[0] === 'number').toBe(true);
     expect(await actions['llm.embed']({ text: ['a', 'b'] })).toHaveLength(2);
     expect(created).toBe(1);
-    await expect(actions['llm.call']({ prompt: 'x', top_k: 3 })).rejects.toMatchObject({
+    await expect(actions['llm.call']({ prompt: 'x', top_q: 3 })).rejects.toMatchObject({
       code: 'ERR_INVALID_ARGUMENT',
-      message: expect.stringContaining('llm.call: params.top_k: llm.call has no parameter "top_k"'),
+      message: expect.stringContaining('llm.call: params.top_q: llm.call has no parameter "top_q"'),
     });
     await expect(actions['llm.call']({ prompt: 'x', max_token: 3 })).rejects.toThrow('did you mean "max_tokens"?');
     await expect(actions['llm.stream']({ prompt: 'x', messages: [] })).rejects.toThrow('takes "prompt" or "messages", not both');
