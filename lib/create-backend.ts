@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+
 import { ApiLlmBackend } from './backends/api-backend';
 import type { BackendCommonOptions } from './backends/base-backend';
 import { displayUrl } from './backends/http-client';
@@ -168,6 +170,11 @@ export async function createLlmBackend(
         { path: draft, expected: 'speculative decoding settings only with the local backend (an API server drafts as it was started: llama-server --spec-type, -md)', found: String(settings[draft]) },
       ]);
     }
+    if (settings.lora !== undefined) {
+      throw new SettingsError('the settings', [
+        { path: 'lora', expected: 'LoRA adapters only with the local backend (an API server loads them as it was started: llama-server --lora)', found: 'a list' },
+      ]);
+    }
     logger.info(`backend: api at ${apiWhere(settings)} (from ${chosenBy('backend')})`);
     return apiBackend(settings, logger);
   }
@@ -182,6 +189,9 @@ export async function createLlmBackend(
     const found = resolution.ambiguous.length > 0 ? `: it holds several equally recent models (${resolution.ambiguous[0].models.join(', ')})` : '';
     throw new LlamaError('ERR_MODEL_NOT_FOUND', `model file not found: ${asked} (the modelPath option)${found}`);
   }
+  // Adapters asked for by name are a request for them, as an explicit model path: never quietly left out.
+  const missingLora = settings.lora?.find((l) => !statSync(l.path, { throwIfNoEntry: false })?.isFile());
+  if (missingLora) throw new LlamaError('ERR_MODEL_NOT_FOUND', `LoRA adapter file not found: ${missingLora.path} (the lora setting)`);
   if (resolution.path === null) {
     reason = `no model found; looked in:\n${describeSearch(resolution)}`;
   } else {
@@ -198,6 +208,7 @@ export async function createLlmBackend(
       ...(settings.draftMax !== undefined ? { draftMax: settings.draftMax } : {}),
       ...(settings.draftMin !== undefined ? { draftMin: settings.draftMin } : {}),
       ...(settings.draftNgram ? { draftNgram: true } : {}),
+      ...(settings.lora !== undefined ? { lora: settings.lora } : {}),
       freeMemory: runtime.freeMemory,
       onLoadProgress: runtime.onLoadProgress,
       sequences: runtime.sequences,
@@ -211,8 +222,8 @@ export async function createLlmBackend(
       await local.dispose();
       if (error instanceof SettingsError) throw error;
       const e = toLlamaError(error);
-      // A draft model unlike the model is a mistake in the settings, not a reason to answer from elsewhere.
-      if (e.code === 'ERR_DRAFT_INCOMPATIBLE') throw e;
+      // A draft model or an adapter unlike the model is a mistake in the settings, not a reason to answer from elsewhere.
+      if (e.code === 'ERR_DRAFT_INCOMPATIBLE' || e.code === 'ERR_LORA_INVALID') throw e;
       cause = e;
       const invalid = e.code === 'ERR_MODEL_INVALID' || e.code === 'ERR_MODEL_VOCAB_ONLY';
       const what = invalid ? 'file invalid' : e.code === 'ERR_MODEL_NOT_FOUND' ? 'no model found' : 'load failed';

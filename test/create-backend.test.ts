@@ -84,7 +84,7 @@ describe('createLlmBackend without a model or a server', () => {
     const bad = await createLlmBackend({ llm: { n_cxt: 512 } }, { env: {}, logger }).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(SettingsError);
     expect((bad as SettingsError).message).toBe(
-      'invalid settings in the settings object:\n  llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
+      'invalid settings in the settings object:\n  llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, lora, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
     );
   });
 

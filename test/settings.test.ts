@@ -40,6 +40,7 @@ llm:
   draft_max: 8
   draft_min: 2
   draft_ngram: true
+  lora: [~/models/phi-lora.gguf, { path: $CACHE_ROOT/style.gguf, scale: 0.5 }]
   temperature: 0.2
   max_tokens: 256
   top_p: 0.9
@@ -73,6 +74,10 @@ describe('settings', () => {
       draftMax: 8,
       draftMin: 2,
       draftNgram: true,
+      lora: [
+        { path: join(home, 'models', 'phi-lora.gguf'), scale: 1 },
+        { path: '/var/cache/tea/style.gguf', scale: 0.5 },
+      ],
       temperature: 0.2,
       maxTokens: 256,
       topP: 0.9,

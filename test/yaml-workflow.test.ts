@@ -112,7 +112,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     const lines = issues.map((i) => `${i.node ?? '-'} | ${i.path} | ${i.problem}`);
     expect(lines).toEqual([
       'ask | action | unknown action "llm.cal" (known: llm.call, llm.chat, llm.stream, llm.embed); did you mean "llm.call"?',
-      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_p, stop, seed, grammar, json_schema, response_format, tools, tool_choice); did you mean "max_tokens"?',
+      'chat | params.max_token | llm.chat has no parameter "max_token" (it takes messages, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, seed, stop, typical_p, dynatemp_range, dynatemp_exponent, top_n_sigma, xtc_probability, xtc_threshold, mirostat, mirostat_tau, mirostat_eta, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_sequence_breakers, samplers, logit_bias, ignore_eos, min_keep, logprobs, top_logprobs, grammar, json_schema, response_format, tools, tool_choice); did you mean "max_tokens"?',
       'chat | params | missing the required parameter "messages" (a list of { role, content })',
       'hot | params.temperature | expected a number from 0 to 100, got "hot"',
       'hot | params.stop | expected a string or a list of strings, got an empty list',
@@ -136,7 +136,7 @@ describe('checks before anything runs, each problem with its node and what is wr
     );
     expect(issues.map((i) => `${i.path}: ${i.problem}`)).toEqual([
       'settings.model_path: LLM settings go under settings.llm (settings.llm.model_path)',
-      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
+      'settings.llm.n_cxt: expected one of the known keys (backend, model_path, n_ctx, n_threads, n_gpu_layers, chat_format, rpc_servers, embedding, draft_model, draft_max, draft_min, draft_ngram, lora, temperature, max_tokens, top_p, enable_cache, cache_dir, api), got an unknown key; did you mean "n_ctx"?',
       'settings.llm.temperature: expected a number from 0 to 100, got -1 (number)',
       'state_schema.count: unknown type "integr" (known: str, int, float, bool, list, dict, any); did you mean "integer"?',
     ]);
@@ -181,8 +181,8 @@ describe('checks before anything runs, each problem with its node and what is wr
       'ask | params.prompt | {{ state.question }} names an absent key: state.question is not in the input (state_schema declares it, without a default) and no node is named "question"',
       'ask | params.prompt | {{ state.user.nmae }} names an absent key: state.user has no key "nmae" (it has name)',
       'early | params.prompt | {{ state.late }} names an absent key: node "late" runs later',
-      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings, parsed, tool_calls)',
-      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings, parsed, tool_calls)',
+      'late | params.prompt | {{ state.ask.content }}: state.ask is the generated text (a string), it has no key "content"; llm.call\'s metadata is in state._meta.ask (finish_reason, model, backend, usage, timings, parsed, tool_calls, logprobs)',
+      'late | params.prompt | {{ state._meta.ask.useage }}: the metadata of llm.call has no key "useage" (it has finish_reason, model, backend, usage, timings, parsed, tool_calls, logprobs)',
       "self | params.prompt | {{ state.self }} names an absent key: it is this node's own result, which does not exist yet",
       'self | params.prompt | {{ state._meta.later }} names an absent key: state._meta.later holds the metadata of an earlier action node, and node "later" runs later',
     ]);
@@ -448,9 +448,9 @@ describe('the action registry, for a host workflow engine', () => {
     expect(Array.isArray(vector) && vector.length === 16 && typeof vector[0] === 'number').toBe(true);
     expect(await actions['llm.embed']({ text: ['a', 'b'] })).toHaveLength(2);
     expect(created).toBe(1);
-    await expect(actions['llm.call']({ prompt: 'x', top_k: 3 })).rejects.toMatchObject({
+    await expect(actions['llm.call']({ prompt: 'x', top_q: 3 })).rejects.toMatchObject({
       code: 'ERR_INVALID_ARGUMENT',
-      message: expect.stringContaining('llm.call: params.top_k: llm.call has no parameter "top_k"'),
+      message: expect.stringContaining('llm.call: params.top_q: llm.call has no parameter "top_q"'),
     });
     await expect(actions['llm.call']({ prompt: 'x', max_token: 3 })).rejects.toThrow('did you mean "max_tokens"?');
     await expect(actions['llm.stream']({ prompt: 'x', messages: [] })).rejects.toThrow('takes "prompt" or "messages", not both');

@@ -30,3 +30,18 @@ export function parseLogprobs(where: string, logprobs: unknown, top: number): To
     };
   });
 }
+
+/** One token's log-probability in OpenAI's snake_case shape (with llama-server's `id`). */
+export interface OpenAiTokenLogprob {
+  id: number;
+  token: string;
+  bytes: number[];
+  logprob: number;
+  top_logprobs: { id: number; token: string; bytes: number[]; logprob: number }[];
+}
+
+/** A result's `logprobs` in OpenAI's shape (the entries of `choices[0].logprobs.content`): the inverse of parseLogprobs. */
+export function openAiLogprobs(logprobs: readonly TokenLogprob[]): OpenAiTokenLogprob[] {
+  const plain = (a: TokenAlternative) => ({ id: a.id, token: a.token, bytes: [...a.bytes], logprob: a.logprob });
+  return logprobs.map((t) => ({ ...plain(t), top_logprobs: t.topLogprobs.map(plain) }));
+}

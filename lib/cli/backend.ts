@@ -12,7 +12,7 @@ import { LlamaError } from '../errors';
 import { silentLogger, type Logger } from '../logger';
 import { redactUrl } from '../redact';
 import { isRpcEndpoint } from '../rpc';
-import { intOption, progressEnabled, type MODEL_OPTIONS, type GLOBAL_OPTIONS, type Parsed } from './args';
+import { intOption, loraOptions, progressEnabled, type MODEL_OPTIONS, type GLOBAL_OPTIONS, type Parsed } from './args';
 import { cliLogger, UsageError } from './output';
 import { loadProgress } from './progress';
 
@@ -81,6 +81,15 @@ function explicitSettings(command: string, v: ModelValues): LlmSettingsInput {
   const draftMin = intOption(command, 'draft-min', v['draft-min'], 0, 1024);
   if (draftMin !== undefined) explicit.draftMin = draftMin;
   if (v['draft-ngram']) explicit.draftNgram = true;
+  // --lora / --lora-scaled, in the order given (parse() merged them into 'lora-scaled').
+  const lora = loraOptions(command, v['lora-scaled']);
+  if (lora !== undefined) {
+    explicit.lora = lora.map(({ path, scale }) => {
+      const absolute = resolve(path);
+      if (!statSync(absolute, { throwIfNoEntry: false })?.isFile()) throw new LlamaError('ERR_MODEL_NOT_FOUND', `LoRA adapter file not found: ${absolute}`);
+      return { path: absolute, scale };
+    });
+  }
   return explicit;
 }
 

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { LlmBackend, LlmGenerateOptions } from '../backends/llm-backend';
 import { toLlamaError } from '../errors';
 import type { ChatMessage } from '../types';
-import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse, SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions } from './args';
+import { checkLogprobsJson, GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse, SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions } from './args';
 import { commandLogger, openBackend } from './backend';
 import { resultJson, statsLine } from './complete';
 import { EXIT, formatError, readStdin, UsageError, writeOut } from './output';
@@ -39,6 +39,7 @@ export async function chatCommand(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const sampling = samplingOptions('chat', v);
+  checkLogprobsJson('chat', sampling, v.json);
   const system: ChatMessage[] = v.system !== undefined ? [{ role: 'system', content: v.system }] : [];
   let message: string | undefined = positionals.length > 0 ? positionals.join(' ') : undefined;
   if (message === undefined && !process.stdin.isTTY) {

@@ -1,5 +1,18 @@
+import { openAiLogprobs } from '../backends/api-logprobs';
 import type { LlmResult } from '../backends/llm-backend';
-import { GLOBAL_HELP, GLOBAL_OPTIONS, MODEL_HELP, MODEL_OPTIONS, parse, SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions } from './args';
+import {
+  checkLogprobsJson,
+  GLOBAL_HELP,
+  GLOBAL_OPTIONS,
+  MODEL_HELP,
+  MODEL_OPTIONS,
+  parse,
+  SAMPLING_HELP,
+  SAMPLING_OPTIONS,
+  samplingOptions,
+  SEQUENCE_HELP,
+  SEQUENCE_OPTIONS,
+} from './args';
 import { commandLogger, openBackend } from './backend';
 import { EXIT, readStdin, UsageError, writeOut } from './output';
 import { onInterrupt } from './signals';
@@ -15,13 +28,18 @@ Options:
 
 ${SAMPLING_HELP}
 
+${SEQUENCE_HELP}
+
 ${MODEL_HELP}
 
 ${GLOBAL_HELP}`;
 
-const OPTIONS = { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...GLOBAL_OPTIONS, json: { type: 'boolean' } } as const;
+const OPTIONS = { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...SEQUENCE_OPTIONS, ...GLOBAL_OPTIONS, json: { type: 'boolean' } } as const;
 
-/** The JSON form of a result (`--json`), with snake_case keys as the OpenAI API has them. */
+/**
+ * The JSON form of a result (`--json`), with snake_case keys as the OpenAI API has them; with --logprobs,
+ * `logprobs` is the list of OpenAI's `choices[0].logprobs.content` ({ id, token, bytes, logprob, top_logprobs }).
+ */
 export function resultJson(r: LlmResult): Record<string, unknown> {
   return {
     content: r.content,
@@ -37,6 +55,7 @@ export function resultJson(r: LlmResult): Record<string, unknown> {
       tokens_per_second: r.timings.tokensPerSecond,
     },
     ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
+    ...(r.logprobs !== undefined ? { logprobs: openAiLogprobs(r.logprobs) } : {}),
   };
 }
 
@@ -53,6 +72,7 @@ export async function completeCommand(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const sampling = samplingOptions('complete', v);
+  checkLogprobsJson('complete', sampling, v.json);
   let prompt = positionals.length === 1 && positionals[0] === '-' ? undefined : positionals.join(' ');
   if (!prompt) {
     if (process.stdin.isTTY) throw new UsageError('give a prompt, or pipe one into stdin', 'complete');

@@ -33,6 +33,12 @@ export interface LlmSettingsInput {
   draftMin?: number;
   /** `llm.draft_ngram`: prompt-lookup n-gram drafting (`LoadModelOptions.draftNgram`). Default false. */
   draftNgram?: boolean;
+  /**
+   * `llm.lora` (paths `~` and `$VARS` expanded): LoRA adapters loaded with the local model, each a path (scale 1) or
+   * `{ path, scale }`; the default set of its requests (`LoadModelOptions.lora`, llama-server's `--lora-scaled`).
+   * Default: none.
+   */
+  lora?: (string | { path: string; scale?: number })[];
   /** `llm.temperature`, `LLM_TEMPERATURE`. Default 0.7. */
   temperature?: number;
   /** `llm.max_tokens`, `LLM_MAX_TOKENS`. Default 100. */
@@ -83,6 +89,8 @@ export interface LlmSettings {
   draftMax?: number;
   draftMin?: number;
   draftNgram: boolean;
+  /** The local model's LoRA adapters and their scales: absent when none are asked for. */
+  lora?: { path: string; scale: number }[];
   temperature: number;
   maxTokens: number;
   topP?: number;
@@ -102,7 +110,8 @@ type Kind =
   | { type: 'string' }
   | { type: 'url' }
   | { type: 'urls' }
-  | { type: 'endpoints' };
+  | { type: 'endpoints' }
+  | { type: 'loras' };
 
 export interface SettingKey {
   /** Path in explicit options, e.g. 'api.baseUrl'. */
@@ -130,6 +139,7 @@ export const SETTING_KEYS: readonly SettingKey[] = Object.freeze([
   { option: 'draftMax', yaml: 'draft_max', kind: { type: 'int', min: 1, max: 1024 } },
   { option: 'draftMin', yaml: 'draft_min', kind: { type: 'int', min: 0, max: 1024 } },
   { option: 'draftNgram', yaml: 'draft_ngram', kind: { type: 'bool' } },
+  { option: 'lora', yaml: 'lora', kind: { type: 'loras' } },
   { option: 'temperature', yaml: 'temperature', env: 'LLM_TEMPERATURE', kind: { type: 'number', min: 0, max: 100 } },
   { option: 'maxTokens', yaml: 'max_tokens', env: 'LLM_MAX_TOKENS', kind: { type: 'int', min: 1, max: 2 ** 31 - 1 } },
   { option: 'topP', yaml: 'top_p', env: 'LLM_TOP_P', kind: { type: 'number', min: 0, max: 1 } },
@@ -184,6 +194,8 @@ export function expectedText(kind: Kind): string {
       return 'an http:// or https:// URL, or a non-empty list of them';
     case 'endpoints':
       return '"host:port" RPC servers (a list, or separated by commas)';
+    case 'loras':
+      return 'a list of LoRA adapters, each a path or { path, scale }';
   }
 }
 
@@ -230,6 +242,8 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
       if (!Array.isArray(list) || list.length === 0) return bad();
       return list.every(isRpcEndpoint) ? list : bad();
     }
+    case 'loras':
+      return checkLoras(value, path, issues) ?? (Array.isArray(value) ? undefined : bad());
     case 'urls': {
       if (typeof value === 'string') return httpUrl(value) ?? bad();
       if (!Array.isArray(value) || value.length === 0) return bad();
@@ -241,6 +255,37 @@ export function checkValue(key: SettingKey, value: unknown, path: string, issues
       return undefined;
     }
   }
+}
+
+/** LoRA scales as loadModel takes them. */
+const MAX_LORA_SCALE = 1e6;
+
+/** A `lora` list as `{ path, scale }` entries; undefined (and an issue per bad entry) when it has problems. */
+function checkLoras(value: unknown, path: string, issues: SettingsIssue[]): { path: string; scale: number }[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const before = issues.length;
+  const out = value.map((item: unknown, i) => {
+    const where = `${path}[${i}]`;
+    if (typeof item === 'string') {
+      if (item.trim() === '') issues.push({ path: where, expected: 'a path to a LoRA adapter', found: describeValue(item) });
+      return { path: item, scale: 1 };
+    }
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      issues.push({ path: where, expected: 'a path or { path, scale }', found: describeValue(item) });
+      return { path: '', scale: 1 };
+    }
+    const entry = item as Record<string, unknown>;
+    for (const key of Object.keys(entry).filter((k) => k !== 'path' && k !== 'scale')) {
+      issues.push({ path: `${where}.${key}`, expected: 'one of the known keys (path, scale)', found: 'an unknown key', suggestion: suggestKey(key, ['path', 'scale']) });
+    }
+    if (typeof entry.path !== 'string' || entry.path.trim() === '') issues.push({ path: `${where}.path`, expected: 'a path to a LoRA adapter', found: describeValue(entry.path) });
+    const scale = entry.scale ?? 1;
+    if (typeof scale !== 'number' || !Number.isFinite(scale) || Math.abs(scale) > MAX_LORA_SCALE) {
+      issues.push({ path: `${where}.scale`, expected: `a number from ${-MAX_LORA_SCALE} to ${MAX_LORA_SCALE}`, found: describeValue(scale) });
+    }
+    return { path: entry.path as string, scale: scale as number };
+  });
+  return issues.length > before ? undefined : out;
 }
 
 /** The URL without trailing slashes when it is http(s), else undefined. */

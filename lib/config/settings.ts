@@ -199,6 +199,9 @@ export async function resolveSettings(options: ResolveSettingsOptions = {}): Pro
     draftMax: input.draftMax,
     draftMin: input.draftMin,
     draftNgram: input.draftNgram ?? false,
+    ...(input.lora !== undefined && input.lora.length > 0
+      ? { lora: (input.lora as { path: string; scale: number }[]).map((l) => ({ path: expand(l.path), scale: l.scale })) }
+      : {}),
     temperature: input.temperature ?? 0.7,
     maxTokens: input.maxTokens ?? 100,
     topP: input.topP,

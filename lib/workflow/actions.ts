@@ -1,6 +1,7 @@
+import { openAiLogprobs } from '../backends/api-logprobs';
 import type { LlmBackend, LlmGenerateOptions, LlmResult } from '../backends/llm-backend';
 import { suggestKey } from '../config/schema';
-import { rejectUnknownKeys } from '../engine/request';
+import { rejectUnknownKeys, resolveSampling, SAMPLING_FIELDS, SAMPLING_KEY_BY_WIRE, type SamplingField, type SamplingFieldKind } from '../engine/request';
 import { LlamaError } from '../errors';
 import type { ChatMessage } from '../types';
 import { hasTemplate, renderTemplate } from './template';
@@ -8,7 +9,7 @@ import { hasTemplate, renderTemplate } from './template';
 /** The actions a workflow node (or a host engine) can call. */
 export type LlmActionName = 'llm.call' | 'llm.chat' | 'llm.stream' | 'llm.embed';
 
-export type ActionParamType = 'string' | 'messages' | 'int' | 'number' | 'stop' | 'text' | 'json';
+export type ActionParamType = 'string' | 'messages' | 'int' | 'number' | 'bool' | 'stop' | 'text' | 'json';
 
 export interface ActionParamSpec {
   type: ActionParamType;
@@ -16,6 +17,8 @@ export interface ActionParamSpec {
   min?: number;
   max?: number;
   description: string;
+  /** The sampling option it sets (a SAMPLING_FIELDS key: `topK` for `top_k`), for the sampling params. */
+  option?: string;
 }
 
 export interface LlmActionDefinition {
@@ -34,13 +37,17 @@ export interface LlmActionDefinition {
   metaKeys: readonly string[];
 }
 
-const SAMPLING: Record<string, ActionParamSpec> = {
-  max_tokens: { type: 'int', min: 1, max: 2 ** 31 - 1, description: 'most tokens to generate (default: the settings, 100)' },
-  temperature: { type: 'number', min: 0, max: 100, description: '0 is greedy (default: the settings, 0.7)' },
-  top_p: { type: 'number', min: 0, max: 1, description: 'nucleus sampling threshold' },
-  stop: { type: 'stop', description: 'a string or a list of strings that end the generation (never in the output)' },
-  seed: { type: 'int', min: 0, max: 4294967295, description: 'sampling seed, for reproducible output' },
-};
+/** A sampling option's param type: lists and mappings as JSON (a list of strings, `{ token: bias }`, ...). */
+const PARAM_TYPES: Record<SamplingFieldKind, ActionParamType> = { int: 'int', number: 'number', bool: 'bool', stop: 'stop', strings: 'json', samplers: 'json', logitBias: 'json' };
+
+/** The sampling params: every field of SAMPLING_FIELDS, by its wire name, with its type and range. */
+const SAMPLING: Record<string, ActionParamSpec> = Object.fromEntries(
+  Object.entries(SAMPLING_FIELDS).map(([key, field]) => {
+    const f: SamplingField = field;
+    const range = f.min !== undefined ? { min: f.min, max: f.max } : {};
+    return [f.wire, { type: PARAM_TYPES[f.kind], ...range, description: f.help, option: key }];
+  }),
+);
 
 /** Constrained output and tools, in OpenAI's shapes (checked by the request model when the node runs). */
 const STRUCTURED: Record<string, ActionParamSpec> = {
@@ -53,7 +60,7 @@ const TOOLS: Record<string, ActionParamSpec> = {
   tool_choice: { type: 'json', description: 'auto, none, required, or { type: function, function: { name } }' },
 };
 
-const GENERATION_META = ['finish_reason', 'model', 'backend', 'usage', 'timings', 'parsed', 'tool_calls'];
+const GENERATION_META = ['finish_reason', 'model', 'backend', 'usage', 'timings', 'parsed', 'tool_calls', 'logprobs'];
 
 /** The four LLM actions: their parameters, what they store and their metadata keys. */
 export const LLM_ACTIONS: Readonly<Record<LlmActionName, LlmActionDefinition>> = Object.freeze({
@@ -122,6 +129,43 @@ function toNumber(value: unknown): number | undefined {
   return undefined;
 }
 
+/** Reads a bool parameter, accepting `true`/`false` text (a value from `--input` or a template). */
+function toBool(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return undefined;
+}
+
+/** A sampling param's value as the request option: numbers and bools from text, `samplers` also as `top_k;top_p`. */
+function samplingValue(kind: SamplingFieldKind, value: unknown): unknown {
+  switch (kind) {
+    case 'int':
+    case 'number':
+      return toNumber(value);
+    case 'bool':
+      return toBool(value);
+    case 'strings':
+      return typeof value === 'string' ? [value] : value;
+    case 'samplers':
+      // As llama.cpp's --samplers.
+      return typeof value === 'string' ? value.split(/[;,]/).map((s) => s.trim()).filter((s) => s.length > 0) : value;
+    default:
+      return value;
+  }
+}
+
+/** A list or mapping sampling param, checked by the request model itself. */
+function checkSamplingValue(spec: ActionParamSpec, value: unknown): string | undefined {
+  const key = spec.option as keyof typeof SAMPLING_FIELDS;
+  const f: SamplingField = SAMPLING_FIELDS[key];
+  try {
+    resolveSampling({ [key]: samplingValue(f.kind, value) });
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 /**
  * Checks one parameter value; returns the problem, or undefined. With `lenient`, template strings are accepted
  * wherever they appear (they are checked again after rendering).
@@ -140,6 +184,8 @@ export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient =
       }
       return undefined;
     }
+    case 'bool':
+      return toBool(value) === undefined ? `expected true or false, got ${found(value)}` : undefined;
     case 'stop': {
       const list = Array.isArray(value) ? value : [value];
       if (list.length === 0) return 'expected a string or a list of strings, got an empty list';
@@ -147,7 +193,9 @@ export function checkParamValue(spec: ActionParamSpec, value: unknown, lenient =
       return bad === undefined ? undefined : `expected a non-empty string or a list of them, got ${found(bad)}`;
     }
     case 'json':
-      return typeof value === 'object' || typeof value === 'string' ? undefined : `expected a mapping or a list, got ${found(value)}`;
+      if (typeof value !== 'object' && typeof value !== 'string') return `expected a mapping or a list, got ${found(value)}`;
+      if (spec.option !== undefined && !(lenient && JSON.stringify(value).includes('{{'))) return checkSamplingValue(spec, value);
+      return undefined;
     case 'text': {
       if (typeof value === 'string') return undefined;
       if (!Array.isArray(value)) return `expected a string or a list of strings, got ${found(value)}`;
@@ -218,6 +266,10 @@ export function checkActionParams(action: LlmActionName, params: Record<string, 
   for (const [name, spec] of Object.entries(def.params)) {
     if (spec.required && (!Object.hasOwn(params, name) || params[name] === undefined)) issues.push({ path: 'params', problem: `missing the required parameter "${name}" (${spec.description})` });
   }
+  // As the request model: alternatives without logprobs are a mistake, not a no-op.
+  if (params.top_logprobs !== undefined && Object.hasOwn(def.params, 'top_logprobs') && !pending(params.logprobs, lenient) && toBool(params.logprobs) !== true) {
+    issues.push({ path: 'params.top_logprobs', problem: 'needs logprobs: true' });
+  }
   if (def.oneOf) {
     const given = def.oneOf.filter((n) => Object.hasOwn(params, n) && params[n] !== undefined);
     if (given.length !== 1) {
@@ -245,19 +297,18 @@ function toMessages(value: unknown): ChatMessage[] {
 }
 
 function sampling(params: Record<string, unknown>, signal: AbortSignal | undefined): LlmGenerateOptions {
-  const options: LlmGenerateOptions = {};
-  if (params.max_tokens !== undefined) options.maxTokens = toNumber(params.max_tokens);
-  if (params.temperature !== undefined) options.temperature = toNumber(params.temperature);
-  if (params.top_p !== undefined) options.topP = toNumber(params.top_p);
-  if (params.seed !== undefined) options.seed = toNumber(params.seed);
-  if (params.stop !== undefined) options.stop = params.stop as string | string[];
+  const options: Record<string, unknown> = {};
+  for (const [wire, value] of Object.entries(params)) {
+    const key = Object.hasOwn(SAMPLING_KEY_BY_WIRE, wire) ? SAMPLING_KEY_BY_WIRE[wire] : undefined;
+    if (key !== undefined && value !== undefined) options[key] = samplingValue(SAMPLING_FIELDS[key].kind, value);
+  }
   if (params.grammar !== undefined) options.grammar = String(params.grammar);
   if (params.json_schema !== undefined) options.jsonSchema = params.json_schema as object;
   if (params.response_format !== undefined) options.responseFormat = params.response_format as LlmGenerateOptions['responseFormat'];
   if (params.tools !== undefined) options.tools = params.tools as LlmGenerateOptions['tools'];
   if (params.tool_choice !== undefined) options.toolChoice = params.tool_choice as LlmGenerateOptions['toolChoice'];
   if (signal) options.signal = signal;
-  return options;
+  return options as LlmGenerateOptions;
 }
 
 /** The key of the state under which a workflow keeps each action node's metadata: `state._meta.<node>`. */
@@ -269,7 +320,8 @@ export type ActionValue = string | number[] | number[][];
 /**
  * An action's metadata (snake_case keys, as in the workflow file). Generation: `finish_reason`, `model`,
  * `backend`, `usage` (`prompt_tokens`, `completion_tokens`, `total_tokens`), `timings`, and for messages
- * `messages` (the conversation with the reply appended). Embedding: `dimensions`, `count` (for a list), `model`,
+ * `messages` (the conversation with the reply appended), with `logprobs` OpenAI's list of `{ id, token, bytes,
+ * logprob, top_logprobs }`. Embedding: `dimensions`, `count` (for a list), `model`,
  * `backend`.
  */
 export type ActionMeta = Record<string, unknown>;
@@ -295,6 +347,7 @@ function generationMeta(r: LlmResult, messages?: ChatMessage[]): ActionMeta {
     timings,
     ...(r.parsed !== undefined ? { parsed: r.parsed } : {}),
     ...(r.toolCalls !== undefined ? { tool_calls: r.toolCalls } : {}),
+    ...(r.logprobs !== undefined ? { logprobs: openAiLogprobs(r.logprobs) } : {}),
     ...(messages ? { messages: [...messages, { role: 'assistant', content: r.content }] } : {}),
   };
 }
@@ -333,8 +386,8 @@ const CONTEXT_KEYS = ['backend', 'onChunk', 'signal'];
  * in `state._meta.<node>` (finish reason, usage, timings, model, backend, and for messages the conversation
  * with the reply appended).
  *
- * Parameters keep the workflow format's names (`prompt`, `messages`, `max_tokens`, `temperature`, `top_p`,
- * `stop`, `seed`, `text`); string values are templated from `state` with `{{ state.key }}`. Bad parameters
+ * Parameters keep the workflow format's names (`prompt`, `messages`, `text`, and the sampling options by their
+ * wire names: `max_tokens`, `temperature`, `top_k`, `mirostat`, `logprobs`, ...: SAMPLING_FIELDS); string values are templated from `state` with `{{ state.key }}`. Bad parameters
  * (an unknown name, a wrong type) reject with ERR_INVALID_ARGUMENT naming the action and the parameter.
  */
 export function createLlmActions(context: LlmActionContext): Record<LlmActionName, ActionHandler> {

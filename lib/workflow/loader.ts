@@ -83,7 +83,8 @@ export interface Workflow {
   name?: string;
   description?: string;
   /**
-   * The `settings.llm` block, checked, with a relative `model_path` made absolute against the workflow's folder.
+   * The `settings.llm` block, checked, with a relative `model_path` (and `lora` paths) made absolute against the
+   * workflow's folder.
    * Undefined when the workflow has none.
    */
   llm?: Record<string, unknown>;
@@ -157,6 +158,11 @@ function checkSettings(settings: unknown, dir: string, issues: WorkflowIssue[]):
   const modelPath = block.model_path;
   if (typeof modelPath === 'string' && !isAbsolute(modelPath) && !modelPath.startsWith('~') && !modelPath.startsWith('$')) {
     block.model_path = resolve(dir, modelPath);
+  }
+  // LoRA adapters as model_path: relative to the workflow's folder.
+  const relative = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) && !p.startsWith('~') && !p.startsWith('$') ? resolve(dir, p) : p);
+  if (Array.isArray(block.lora)) {
+    block.lora = block.lora.map((l: unknown) => (typeof l === 'object' && l !== null ? { ...(l as Record<string, unknown>), path: relative((l as Record<string, unknown>).path) } : relative(l)));
   }
   return block;
 }
