@@ -3,6 +3,7 @@
 // JSON lines (`start` before a case, `done` after it, `end` at the close). When a child dies or hangs, the last
 // `start` names the case that did it, and the rest of its batch goes on in a new child.
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 
 /**
  * Runs `indices` in children of `script`, `parallel` at a time, `batchSize` cases per child.
@@ -117,4 +118,45 @@ export function fuzzReport({ seed, cases, expected, rssLimitMb, log = () => unde
       return report;
     },
   };
+}
+
+/**
+ * One fuzz campaign: cases 0 .. cases-1 run by `script` in child processes (runInChildren), each batch's job from
+ * `job(indices)`, counted by fuzzReport. The defaults are every runner's: two children at most, 20 s per case, an
+ * 8 GiB address space and a 768 MiB resident-memory finding threshold.
+ */
+export async function runFuzzCampaign({
+  name,
+  script,
+  expected,
+  job,
+  seed,
+  cases,
+  parallel = Math.min(2, availableParallelism()),
+  batchSize = 100,
+  caseTimeoutMs = 20_000,
+  addressSpaceMb = 8192,
+  rssLimitMb = 768,
+  log = () => undefined,
+}) {
+  const tally = fuzzReport({ seed, cases, expected, rssLimitMb, log });
+  await runInChildren({
+    name,
+    script,
+    indices: Array.from({ length: cases }, (_, i) => i),
+    batchSize,
+    parallel,
+    caseTimeoutMs,
+    addressSpaceMb,
+    job,
+    onDone: tally.onDone,
+    onDeath: tally.onDeath,
+  });
+  return tally.finish();
+}
+
+/** The value after `name` on a runner's command line (run on its own), or undefined. */
+export function cliArg(name) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
 }

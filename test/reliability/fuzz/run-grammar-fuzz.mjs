@@ -10,11 +10,10 @@
 //
 // Needs dist/ (npm run build:ts), the native addon and ../shared/models/stories260K.gguf (or TEA_TEST_MODELS_DIR).
 // Per case: a time limit (a hang), an address-space cap (ulimit -v) and the child's peak resident memory.
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fuzzReport, runInChildren } from './child-runner.mjs';
+import { cliArg, runFuzzCampaign } from './child-runner.mjs';
 import { GrammarFuzzer } from './grammar-mutator.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,41 +25,17 @@ export const EXPECTED_GRAMMAR_CODES = new Set(['ERR_INVALID_GRAMMAR', 'ERR_INVAL
 
 export const DEFAULT_MODEL = join(process.env.TEA_TEST_MODELS_DIR ?? resolve(repoRoot, '..', 'shared', 'models'), 'stories260K.gguf');
 
-export async function runGrammarFuzz({
-  seed = 1,
-  cases = 300,
-  model = DEFAULT_MODEL,
-  parallel = Math.min(2, availableParallelism()),
-  batchSize = 100,
-  caseTimeoutMs = 20_000,
-  addressSpaceMb = 8192,
-  rssLimitMb = 768,
-  log = () => undefined,
+export function runGrammarFuzz({
+  seed = 1, cases = 300, model = DEFAULT_MODEL,
+  ...campaign
 } = {}) {
-  const tally = fuzzReport({ seed, cases, expected: EXPECTED_GRAMMAR_CODES, rssLimitMb, log });
-  await runInChildren({
-    name: 'grammar fuzz',
-    script: CHILD,
-    indices: Array.from({ length: cases }, (_, i) => i),
-    batchSize,
-    parallel,
-    caseTimeoutMs,
-    addressSpaceMb,
-    job: (batch) => ({ seed, model, indices: batch }),
-    onDone: tally.onDone,
-    onDeath: tally.onDeath,
-  });
-  return tally.finish();
+  return runFuzzCampaign({ name: 'grammar fuzz', script: CHILD, expected: EXPECTED_GRAMMAR_CODES, seed, cases, ...campaign, job: (batch) => ({ seed, model, indices: batch }) });
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const arg = (name) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-  };
-  const seed = Number(arg('--seed') ?? process.env.TEA_GRAMMAR_FUZZ_SEED ?? 1);
-  if (arg('--case') !== undefined && process.argv.includes('--print')) {
-    const c = new GrammarFuzzer(seed).case(Number(arg('--case')));
+  const seed = Number(cliArg('--seed') ?? process.env.TEA_GRAMMAR_FUZZ_SEED ?? 1);
+  if (cliArg('--case') !== undefined && process.argv.includes('--print')) {
+    const c = new GrammarFuzzer(seed).case(Number(cliArg('--case')));
     process.stdout.write(`${c.kind}: ${c.description}\n${JSON.stringify(c.options).slice(0, 4000)}\n`);
   } else {
     const cases = Number(process.env.TEA_GRAMMAR_FUZZ_CASES ?? 300);

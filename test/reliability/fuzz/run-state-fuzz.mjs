@@ -8,11 +8,10 @@
 //
 // Needs dist/ (npm run build:ts), the native addon and stories260K.gguf. The base file is a state saved from
 // stories260K with a context of at most 256 tokens (the fuzz test makes it).
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fuzzReport, runInChildren } from './child-runner.mjs';
+import { cliArg, runFuzzCampaign } from './child-runner.mjs';
 import { DEFAULT_MODEL } from './run-grammar-fuzz.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -25,48 +24,21 @@ const CHILD = join(here, 'state-child.mjs');
  */
 export const EXPECTED_STATE_CODES = new Set(['ERR_INVALID_STATE', 'ERR_CONTEXT_OVERFLOW', 'ERR_NUMERIC']);
 
-export async function runStateFuzz({
-  seed = 1,
-  cases = 400,
-  base,
-  dir,
-  prompt,
-  model = DEFAULT_MODEL,
-  parallel = Math.min(2, availableParallelism()),
-  batchSize = 200,
-  caseTimeoutMs = 20_000,
-  addressSpaceMb = 8192,
-  rssLimitMb = 768,
-  log = () => undefined,
+export function runStateFuzz({
+  seed = 1, cases = 400, base, dir, prompt, model = DEFAULT_MODEL, batchSize = 200,
+  ...campaign
 } = {}) {
-  const tally = fuzzReport({ seed, cases, expected: EXPECTED_STATE_CODES, rssLimitMb, log });
-  await runInChildren({
-    name: 'state fuzz',
-    script: CHILD,
-    indices: Array.from({ length: cases }, (_, i) => i),
-    batchSize,
-    parallel,
-    caseTimeoutMs,
-    addressSpaceMb,
-    job: (batch) => ({ seed, model, base, dir, prompt, indices: batch }),
-    onDone: tally.onDone,
-    onDeath: tally.onDeath,
-  });
-  return tally.finish();
+  return runFuzzCampaign({ name: 'state fuzz', script: CHILD, expected: EXPECTED_STATE_CODES, seed, cases, batchSize, ...campaign, job: (batch) => ({ seed, model, base, dir, prompt, indices: batch }) });
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const arg = (name) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-  };
-  const base = resolve(arg('--base'));
+  const base = resolve(cliArg('--base'));
   const report = await runStateFuzz({
-    seed: Number(arg('--seed') ?? process.env.TEA_STATE_FUZZ_SEED ?? 1),
+    seed: Number(cliArg('--seed') ?? process.env.TEA_STATE_FUZZ_SEED ?? 1),
     cases: Number(process.env.TEA_STATE_FUZZ_CASES ?? 400),
     base,
     dir: dirname(base),
-    prompt: arg('--prompt') ?? 'Once upon a time',
+    prompt: cliArg('--prompt') ?? 'Once upon a time',
     log: (m) => process.stderr.write(`${m}\n`),
   });
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -9,11 +9,10 @@
 //
 // Needs dist/ (npm run build:ts), the native addon and ../shared/models/stories260K.gguf (or TEA_TEST_MODELS_DIR).
 // Per case: a time limit (a hang), an address-space cap (ulimit -v) and the child's peak resident memory.
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fuzzReport, runInChildren } from './child-runner.mjs';
+import { cliArg, runFuzzCampaign } from './child-runner.mjs';
 import { TemplateFuzzer } from './template-mutator.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,44 +25,22 @@ export const EXPECTED_TEMPLATE_CODES = new Set(['ERR_TEMPLATE', 'ERR_TEMPLATE_UN
 export const TEMPLATES_DIR = join(repoRoot, 'vendor', 'llama.cpp', 'models', 'templates');
 export const DEFAULT_MODEL = join(process.env.TEA_TEST_MODELS_DIR ?? resolve(repoRoot, '..', 'shared', 'models'), 'stories260K.gguf');
 
-export async function runTemplateFuzz({
+export function runTemplateFuzz({
   seed = 1,
   cases = 400,
   model = DEFAULT_MODEL,
   templatesDir = TEMPLATES_DIR,
   // The default maxDepth (what the stack must hold) with shorter loops, so that a run fits CI.
   limits = { maxSteps: 200_000, timeoutMs: 2000 },
-  parallel = Math.min(2, availableParallelism()),
-  batchSize = 100,
-  caseTimeoutMs = 20_000,
-  addressSpaceMb = 8192,
-  rssLimitMb = 768,
-  log = () => undefined,
+  ...campaign
 } = {}) {
-  const tally = fuzzReport({ seed, cases, expected: EXPECTED_TEMPLATE_CODES, rssLimitMb, log });
-  await runInChildren({
-    name: 'template fuzz',
-    script: CHILD,
-    indices: Array.from({ length: cases }, (_, i) => i),
-    batchSize,
-    parallel,
-    caseTimeoutMs,
-    addressSpaceMb,
-    job: (batch) => ({ seed, model, templatesDir, indices: batch, limits }),
-    onDone: tally.onDone,
-    onDeath: tally.onDeath,
-  });
-  return tally.finish();
+  return runFuzzCampaign({ name: 'template fuzz', script: CHILD, expected: EXPECTED_TEMPLATE_CODES, seed, cases, ...campaign, job: (batch) => ({ seed, model, templatesDir, indices: batch, limits }) });
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const arg = (name) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-  };
-  const seed = Number(arg('--seed') ?? process.env.TEA_TEMPLATE_FUZZ_SEED ?? 1);
-  if (arg('--case') !== undefined && process.argv.includes('--print')) {
-    process.stdout.write(`${new TemplateFuzzer(TEMPLATES_DIR, seed).case(Number(arg('--case'))).template}\n`);
+  const seed = Number(cliArg('--seed') ?? process.env.TEA_TEMPLATE_FUZZ_SEED ?? 1);
+  if (cliArg('--case') !== undefined && process.argv.includes('--print')) {
+    process.stdout.write(`${new TemplateFuzzer(TEMPLATES_DIR, seed).case(Number(cliArg('--case'))).template}\n`);
   } else {
     const cases = Number(process.env.TEA_TEMPLATE_FUZZ_CASES ?? 400);
     const report = await runTemplateFuzz({ seed, cases, log: (m) => process.stderr.write(`${m}\n`) });
