@@ -3,7 +3,7 @@
 // synthetic cross-encoder at MiniLM-L6's shape (random weights, the real bert-bge tokenizer: speed depends on
 // shape, not values). Runs alternate which contender goes first; the report gives medians and their ratio.
 //
-//   node bench/rerank.mjs [--threads 2] [--runs 3] [--documents 64]     (also: npm run bench -- --scenarios rerank)
+//   node bench/rerank.mjs [--threads 2] [--runs 3] [--documents 64] [--slots 8]     (also: npm run bench -- --scenarios rerank)
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -19,6 +19,7 @@ const QUERY = 'Which sentence is about a small animal near the river?';
 // Both contenders get one batch (and micro-batch) of this many tokens (the model's trained context; a non-causal
 // model attends over the whole micro-batch, so larger ones are slower for both); llama-server's slots get 512 each.
 const BATCH = 512;
+// llama-server's slots, each at most one document of a decode (tea-llama batches up to 64 documents per decode).
 const SLOTS = 8;
 const REPS = 3;
 
@@ -35,13 +36,13 @@ async function rate(documents, rerank) {
 }
 
 /** Runs the scenario; resolves { threads, documents, model, tea: number[], server: number[], ratio }. */
-export async function rerankScenario({ threads = 2, runs = 3, documents = 64, log = () => {} } = {}) {
+export async function rerankScenario({ threads = 2, runs = 3, documents = 64, slots = SLOTS, log = () => {} } = {}) {
   const vocab = join(process.env.TEA_TEST_MODELS_DIR || resolve(root, '../shared/models'), 'ggml-vocab-bert-bge.gguf');
   if (!existsSync(vocab)) throw new Error(`${vocab} not found (set TEA_TEST_MODELS_DIR)`);
   const model = await ensureSyntheticReranker({ vocab, cacheDir: join(root, '.cache', 'models'), shape: 'minilm' });
   const docs = makeTexts(documents, 4242).map((t, i) => `${t} ${makeTexts(1 + (i % 4), i).join(' ')}`);
   const tea = createRequire(import.meta.url)(root);
-  const out = { threads, documents, model: 'synthetic reranker, MiniLM-L6 shape (F32)', tea: [], server: [] };
+  const out = { threads, documents, slots, model: 'synthetic reranker, MiniLM-L6 shape (F32)', tea: [], server: [] };
   for (let run = 1; run <= runs; run++) {
     const order = run % 2 === 1 ? ['tea', 'server'] : ['server', 'tea'];
     for (const who of order) {
@@ -54,7 +55,7 @@ export async function rerankScenario({ threads = 2, runs = 3, documents = 64, lo
           await m.dispose();
         }
       } else {
-        const server = await startLlamaServer(model, ['--reranking', '-t', String(threads), '-c', String(SLOTS * 512), '-np', String(SLOTS), '-b', String(BATCH), '-ub', String(BATCH)]);
+        const server = await startLlamaServer(model, ['--reranking', '-t', String(threads), '-c', String(slots * 512), '-np', String(slots), '-b', String(BATCH), '-ub', String(BATCH)]);
         try {
           out.server.push(await rate(docs, (d) => server.post('/v1/rerank', { query: QUERY, documents: d })));
         } finally {
@@ -73,7 +74,7 @@ export function renderRerank(r) {
   return [
     '## Reranking',
     '',
-    `One query against ${r.documents} documents on a ${r.model}, ${r.threads} threads, ${r.tea.length} runs: tea-llama \`rerank()\` in-process against \`llama-server --reranking\` \`/v1/rerank\` (${SLOTS} slots), documents/s (median of ${REPS} calls per run).`,
+    `One query against ${r.documents} documents on a ${r.model}, ${r.threads} threads, ${r.tea.length} runs: tea-llama \`rerank()\` in-process against \`llama-server --reranking\` \`/v1/rerank\` (${r.slots ?? SLOTS} slots), documents/s (median of ${REPS} calls per run).`,
     '',
     '| contender | documents/s (median) | runs |',
     '| --- | --: | --- |',
@@ -87,6 +88,6 @@ export function renderRerank(r) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const r = await rerankScenario({ threads: Number(argValue('threads', 2)), runs: Number(argValue('runs', 3)), documents: Number(argValue('documents', 64)), log: (l) => console.error(l) });
+  const r = await rerankScenario({ threads: Number(argValue('threads', 2)), runs: Number(argValue('runs', 3)), documents: Number(argValue('documents', 64)), slots: Number(argValue('slots', SLOTS)), log: (l) => console.error(l) });
   process.stdout.write(renderRerank(r));
 }
