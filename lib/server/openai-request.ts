@@ -1,12 +1,15 @@
 // OpenAI's HTTP request bodies → the one request model (lib/engine/request.ts). Every snake_case field maps to its
-// camelCase option here and nowhere else. Unknown fields are rejected with 400, as OpenAI's API does
-// ("Unrecognized request argument supplied"); fields OpenAI has but tea-llama does not implement are accepted only
-// at the value that changes nothing (n: 1, logprobs: false, ...), anything else is a 400 naming the field.
-import { resolveGeneration } from '../engine/request';
+// camelCase option here and nowhere else: OpenAI's fields, and llama-server's extensions under llama-server's names
+// (the request model's SAMPLING_FIELDS, n_keep, n_discard, id_slot, lora). Unknown fields are rejected with 400, as
+// OpenAI's API does ("Unrecognized request argument supplied"); fields OpenAI has but tea-llama does not implement
+// are accepted only at the value that changes nothing (n: 1, echo: false, ...), anything else is a 400 naming the
+// field.
+import { MAX_TOP_LOGPROBS, resolveGeneration, SAMPLING_FIELDS as REQUEST_FIELDS } from '../engine/request';
 import { LlamaError } from '../errors';
 import type { ToolCall } from '../engine/structured';
 import type { ChatMessage } from '../types';
 import type { LlmGenerateOptions } from '../backends/llm-backend';
+import type { LoraRequest } from '../lora';
 
 /** An error the server answers with `{ error: { message, type, param, code } }` and `status`. */
 export class HttpError extends Error {
@@ -27,25 +30,31 @@ export function badRequest(message: string, param: string | null = null, code: s
   return new HttpError(400, message, 'invalid_request_error', param, code);
 }
 
-/** snake_case HTTP field → camelCase option of the request model. */
-const SAMPLING_FIELDS = {
-  max_tokens: 'maxTokens',
+/**
+ * HTTP field → option of the request model: every sampling option under its wire name (llama-server's, from the
+ * request model's SAMPLING_FIELDS) and OpenAI's `max_completion_tokens`. `logprobs` and `top_logprobs` differ by
+ * endpoint (logprobOptions), so they are not here.
+ */
+const SAMPLING_FIELDS: Readonly<Record<string, keyof LlmGenerateOptions>> = Object.freeze({
+  ...Object.fromEntries(
+    Object.entries(REQUEST_FIELDS)
+      .filter(([key]) => key !== 'logprobs' && key !== 'topLogprobs')
+      .map(([key, field]) => [field.wire, key as keyof LlmGenerateOptions]),
+  ),
   max_completion_tokens: 'maxTokens',
-  temperature: 'temperature',
-  top_p: 'topP',
-  top_k: 'topK', // llama-server, vLLM and Ollama extensions, which ApiLlmBackend sends
-  min_p: 'minP',
-  repeat_penalty: 'repeatPenalty',
-  repeat_last_n: 'repeatLastN',
-  frequency_penalty: 'frequencyPenalty',
-  presence_penalty: 'presencePenalty',
-  seed: 'seed',
-  stop: 'stop',
-} as const satisfies Record<string, keyof LlmGenerateOptions>;
+});
 
-const CAMEL_TO_SNAKE: Record<string, string> = Object.fromEntries(
-  Object.entries(SAMPLING_FIELDS).filter(([snake]) => snake !== 'max_completion_tokens').map(([snake, camel]) => [camel, snake]),
-);
+/** llama-server's per-request sequence fields: `n_keep` and `n_discard` (for a context shift), `id_slot`, `lora`. */
+const SEQUENCE_FIELDS = ['n_keep', 'n_discard', 'id_slot', 'lora'];
+
+/** Every option name of the request model that a message may carry → its HTTP field. */
+const CAMEL_TO_SNAKE: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(REQUEST_FIELDS).map(([key, field]) => [key, field.wire])),
+  nKeep: 'n_keep',
+  nDiscard: 'n_discard',
+  sequence: 'id_slot',
+  lora: 'lora',
+};
 
 /**
  * OpenAI's structured-output and tool fields (and llama-server's `reasoning_format` / `chat_template_kwargs`,
@@ -73,11 +82,8 @@ const NOT_YET = ['functions', 'function_call'];
 const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   n: (v) => v === 1,
   best_of: (v) => v === 1,
-  logprobs: (v) => v === false || v === 0,
-  top_logprobs: (v) => v === 0,
   echo: (v) => v === false,
   suffix: (v) => v === '',
-  logit_bias: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
   user: (v) => typeof v === 'string',
   metadata: () => true,
   store: (v) => v === false,
@@ -179,7 +185,8 @@ function messages(value: unknown): ChatMessage[] {
 export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 'chat'): ParsedGeneration {
   const own = kind === 'prompt' ? ['model', 'prompt', 'stream', 'stream_options'] : ['model', 'messages', 'stream', 'stream_options'];
   const structured = Object.keys(STRUCTURED_FIELDS).filter((f) => kind === 'chat' || !CHAT_ONLY.includes(f));
-  checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS), ...structured]);
+  const logprobFields = kind === 'chat' ? ['logprobs', 'top_logprobs'] : ['logprobs'];
+  checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS), ...logprobFields, ...SEQUENCE_FIELDS, ...structured]);
   if (body.model != null && typeof body.model !== 'string') throw badRequest("'model' must be a string", 'model');
   let input: ParsedGeneration['input'];
   if (kind === 'prompt') {
@@ -209,8 +216,11 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
     const value = body[snake];
     if (value === null || value === undefined) continue;
     if (options[camel] !== undefined) throw badRequest(`give only one of 'max_tokens' and 'max_completion_tokens'`, snake);
+    // llama-server's -1: a random seed, as leaving it out.
+    if (snake === 'seed' && value === -1) continue;
     options[camel] = value;
   }
+  Object.assign(options, logprobOptions(body, kind), sequenceOptions(body));
   for (const snake of structured) {
     const value = body[snake];
     if (value === null || value === undefined) continue;
@@ -226,6 +236,59 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
     throw requestError(error);
   }
   return { input, options: options as LlmGenerateOptions, stream, includeUsage };
+}
+
+/**
+ * Log-probabilities as each endpoint asks for them: chat as OpenAI's chat (`logprobs: true`, `top_logprobs: N`),
+ * completions as OpenAI's completions and llama-server's `n_probs` alias (`logprobs: N`, the alternatives per token;
+ * 0: none asked for). Chat's `logprobs: true` alone gives no alternatives, as OpenAI's (llama-server gives 20).
+ */
+function logprobOptions(body: Record<string, unknown>, kind: 'prompt' | 'chat'): Record<string, unknown> {
+  const { logprobs, top_logprobs: top } = body;
+  if (kind === 'chat') return { ...(logprobs != null ? { logprobs } : {}), ...(top != null ? { topLogprobs: top } : {}) };
+  if (logprobs == null || logprobs === false || logprobs === 0) return {};
+  if (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_TOP_LOGPROBS) {
+    throw badRequest(`'logprobs' on /v1/completions is the number of alternatives per token, an integer from 0 to ${MAX_TOP_LOGPROBS} (got ${JSON.stringify(logprobs)})`, 'logprobs');
+  }
+  return { logprobs: true, topLogprobs: logprobs };
+}
+
+/** llama-server's per-request sequence fields as the request model's options (which check the numbers). */
+function sequenceOptions(body: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (body.n_keep != null) out.nKeep = body.n_keep;
+  if (body.n_discard != null) out.nDiscard = body.n_discard;
+  // -1: any free sequence, as llama-server's default.
+  if (body.id_slot != null && body.id_slot !== -1) out.sequence = body.id_slot;
+  if (body.lora != null) {
+    const lora = loraRequest(body.lora);
+    if (lora) out.lora = lora;
+  }
+  return out;
+}
+
+/**
+ * llama-server's per-request `lora: [{ id, scale }]`: the served model's adapters by position, exactly these applied
+ * (the others off). `[]` is the server's default set, as llama-server reads it. Both fields are required (llama-server
+ * would take a missing scale as 0, silently). The ids and scales are checked by the request model and the model.
+ */
+function loraRequest(value: unknown): LoraRequest[] | undefined {
+  if (!Array.isArray(value)) throw badRequest("'lora' must be a list of { id, scale } (adapters by their position in the served model's)", 'lora');
+  if (value.length === 0) return undefined;
+  const seen = new Set<unknown>();
+  return value.map((entry: unknown, i) => {
+    const param = `lora[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw badRequest(`${param} must be an object { id, scale }`, param);
+    const item = entry as Record<string, unknown>;
+    for (const key of Object.keys(item)) {
+      if (key !== 'id' && key !== 'scale') throw badRequest(`Unrecognized argument supplied: ${param}.${key}`, `${param}.${key}`, 'unknown_parameter');
+    }
+    if (typeof item.id !== 'number' || !Number.isInteger(item.id) || item.id < 0 || item.id > 2 ** 31 - 1) throw badRequest(`${param}.id must be an adapter id (an integer >= 0)`, `${param}.id`);
+    if (typeof item.scale !== 'number') throw badRequest(`${param}.scale must be a number`, `${param}.scale`);
+    if (seen.has(item.id)) throw badRequest(`'lora' lists adapter ${item.id} twice`, param);
+    seen.add(item.id);
+    return { adapter: item.id, scale: item.scale };
+  });
 }
 
 const REQUEST_CODES: Record<string, string> = { ERR_INVALID_ARGUMENT: 'invalid_request', ERR_INVALID_SCHEMA: 'invalid_schema', ERR_INVALID_GRAMMAR: 'invalid_grammar' };

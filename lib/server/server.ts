@@ -7,7 +7,8 @@ import type { GenerationDelta } from '../engine/structured';
 import { rejectUnknownKeys } from '../engine/request';
 import { LlamaError, toLlamaError } from '../errors';
 import { defaultLogger, type Logger } from '../logger';
-import { optionalInt, requireObject, requireString } from '../validate';
+import type { TokenAlternative, TokenLogprob } from '../types';
+import { optionalBool, optionalInt, requireObject, requireString } from '../validate';
 import { ServerMetrics } from './metrics';
 import { badRequest, HttpError, parseEmbeddings, parseGeneration, requestError, type ParsedGeneration } from './openai-request';
 
@@ -35,9 +36,15 @@ export interface CreateServerOptions {
   stallTimeoutMs?: number;
   /** Default: warnings to stderr. */
   logger?: Logger;
+  /**
+   * Every generation shifts its context when full instead of ending with 'length' (`contextShift` of the request
+   * model), keeping the request's `n_keep` tokens and dropping `n_discard`: as `llama-server --context-shift`. A
+   * local backend only (an API server is started with its own flag). Default false.
+   */
+  contextShift?: boolean;
 }
 
-const OPTION_KEYS = ['apiKey', 'maxBodyBytes', 'cors', 'modelName', 'drainTimeoutMs', 'stallTimeoutMs', 'logger'];
+const OPTION_KEYS = ['apiKey', 'maxBodyBytes', 'cors', 'modelName', 'drainTimeoutMs', 'stallTimeoutMs', 'logger', 'contextShift'];
 
 /** A node:http server answering the OpenAI API over an {@link LlmBackend}. */
 export interface TeaServer extends Server {
@@ -133,6 +140,12 @@ function assistantMessage(r: LlmResult): Record<string, unknown> {
   };
 }
 
+/** A result's log-probabilities as llama-server answers them (`to_json_oaicompat`): OpenAI's chat shape with `id`s. */
+function wireLogprobs(logprobs: readonly TokenLogprob[]): { content: Record<string, unknown>[] } {
+  const alternative = (t: TokenAlternative) => ({ id: t.id, token: t.token, bytes: t.bytes, logprob: t.logprob });
+  return { content: logprobs.map((t) => ({ ...alternative(t), top_logprobs: t.topLogprobs.map(alternative) })) };
+}
+
 /** A streamed step in OpenAI's chunk-delta shape (snake_case). */
 function chunkDelta(d: GenerationDelta): Record<string, unknown> {
   return {
@@ -212,6 +225,10 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
   const cors = opts.cors === true ? '*' : opts.cors || undefined;
   const modelName = opts.modelName === undefined ? backend.model : requireString(opts.modelName, 'modelName');
   const logger = opts.logger ?? defaultLogger;
+  const contextShift = optionalBool(opts.contextShift, 'contextShift') ?? false;
+  if (contextShift && backend.kind === 'api') {
+    throw new LlamaError('ERR_INVALID_ARGUMENT', 'contextShift: an API backend shifts as its server was started (llama-server --context-shift); n_keep and n_discard are passed on');
+  }
   // Hashes of equal length compared with timingSafeEqual: the time says nothing of the key, its length included.
   const keyDigest = apiKey === undefined ? undefined : createHash('sha256').update(apiKey).digest();
   const created = Math.floor(Date.now() / 1000);
@@ -337,7 +354,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     const signal = entry.controller.signal;
     // A streamed chat is written from the backend's deltas (content, reasoning, tool calls), never its raw text.
     const deltas = parsed.stream && route === 'chat' ? deltaQueue() : undefined;
-    const options = { ...parsed.options, signal, ...(deltas ? { onDelta: deltas.push } : {}) };
+    const options = { ...parsed.options, ...(contextShift ? { contextShift } : {}), signal, ...(deltas ? { onDelta: deltas.push } : {}) };
     const input = parsed.input;
     try {
       if (!parsed.stream) {
@@ -347,10 +364,11 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
           if (entry.stopped) throw shutdownError();
           return; // the client left
         }
+        const logprobs = result.logprobs ? wireLogprobs(result.logprobs) : null;
         const choice =
           route === 'chat'
-            ? { index: 0, message: assistantMessage(result), logprobs: null, finish_reason: finishReason(result.finishReason) }
-            : { index: 0, text: result.content, logprobs: null, finish_reason: finishReason(result.finishReason) };
+            ? { index: 0, message: assistantMessage(result), logprobs, finish_reason: finishReason(result.finishReason) }
+            : { index: 0, text: result.content, logprobs, finish_reason: finishReason(result.finishReason) };
         send(res, 200, JSON.stringify({ id, object, created: Math.floor(Date.now() / 1000), model: modelName, choices: [choice], usage: usage(result) }));
         return;
       }
@@ -420,6 +438,12 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
     start();
     // A cached answer comes whole, without deltas.
     if (deltas && sent === 0) for (const d of resultDeltas(result)) res.write(event({ index: 0, delta: chunkDelta(d), logprobs: null, finish_reason: null }));
+    // The engine's stream carries text, not tokens: every token's log-probability comes in one chunk, before the
+    // finish chunk (OpenAI's clients concatenate logprobs.content across chunks).
+    if (result.logprobs) {
+      const logprobs = wireLogprobs(result.logprobs);
+      res.write(event(route === 'chat' ? { index: 0, delta: {}, logprobs, finish_reason: null } : { index: 0, text: '', logprobs, finish_reason: null }));
+    }
     res.write(event(piece('', finishReason(result.finishReason))));
     if (parsed.includeUsage) res.write(event(null, { usage: usage(result) }));
     res.end('data: [DONE]\n\n');
