@@ -20,6 +20,28 @@ async function listen(server: TeaServer): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+/** `tea-llama serve ARGS` in a child process, once it prints its address. */
+async function serveCli(args: string[]) {
+  ensureCliBuilt();
+  const child = spawnCli(['serve', ...args], { env: cliEnv() });
+  const output = { stderr: '' };
+  child.stderr!.on('data', (d: Buffer) => (output.stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.on('close', () => reject(new Error(`serve exited: ${output.stderr}`)));
+  });
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    child.kill(signal);
+    return exited;
+  };
+  return { address, output, stop };
+}
+
 run('tea-llama serve with the openai client', () => {
   let backend: LocalLlmBackend;
   let server: TeaServer;
@@ -226,47 +248,44 @@ run('tea-llama serve with the openai client', () => {
   });
 
   it('tea-llama serve warns when it listens beyond loopback without a key, and exits 0 on SIGINT', async () => {
-    ensureCliBuilt();
-    const child = spawnCli(['serve', '--model', modelPath(STORIES), '--host', '0.0.0.0', '--port', '0', '--threads', '1'], { env: cliEnv() });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    const address = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve(out.trim());
-      });
-      child.on('close', () => reject(new Error(`serve exited: ${stderr}`)));
-    });
-    expect(address).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
-    expect(stderr).toMatch(/warning: serving on 0\.0\.0\.0 without an API key/);
-    const port = new URL(address).port;
+    const serve = await serveCli(['--model', modelPath(STORIES), '--host', '0.0.0.0', '--port', '0', '--threads', '1']);
+    expect(serve.address).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    expect(serve.output.stderr).toMatch(/warning: serving on 0\.0\.0\.0 without an API key/);
+    const port = new URL(serve.address).port;
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
+    expect(await serve.stop('SIGINT')).toBe(0);
+  });
+
+  it('tea-llama serve --context-shift goes on past a full context (createServer contextShift); without it the answer ends there', async () => {
+    const body = { prompt: 'Once upon a time', max_tokens: 300, temperature: 0, n_keep: 4 };
+    const answer = async (address: string) => {
+      const r = await fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(r.status).toBe(200);
+      return (await r.json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+    };
+    const args = ['--model', modelPath(STORIES), '--port', '0', '--threads', '1', '--parallel', '1', '--ctx-size', '128'];
+    const [shifting, plain] = await Promise.all([serveCli([...args, '--context-shift']), serveCli(args)]);
+    try {
+      const [shifted, ended] = await Promise.all([answer(shifting.address), answer(plain.address)]);
+      expect(ended.choices[0]!.finish_reason).toBe('length');
+      expect(ended.usage.completion_tokens).toBeLessThan(128);
+      // Past the context's end is what shows the shift.
+      expect(shifted.usage.completion_tokens).toBeGreaterThan(ended.usage.completion_tokens);
+    } finally {
+      await Promise.all([shifting.stop(), plain.stop()]);
+    }
   });
 
   it("tea-llama serve reads a settings file's serve: block (a key is then required) and rejects a misspelt key", async () => {
-    ensureCliBuilt();
     const dir = mkdtempSync(join(tmpdir(), 'tea-serve-settings-'));
     const file = join(dir, 'settings.yaml');
-    writeFileSync(file, `llm:\n  model_path: ${JSON.stringify(modelPath(STORIES))}\nserve:\n  port: 0\n  api_key: sk-from-file\n  parallel: 2\n`);
-    const child = spawnCli(['serve', '--settings', file, '--threads', '1'], { env: cliEnv() });
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    const address = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve(out.trim());
-      });
-      child.on('close', () => reject(new Error('serve exited')));
-    });
+    writeFileSync(file, `llm:\n  model_path: ${JSON.stringify(modelPath(STORIES))}\nserve:\n  port: 0\n  api_key: sk-from-file\n  parallel: 2\n  context_shift: true\n`);
+    const serve = await serveCli(['--settings', file, '--threads', '1']);
+    const address = serve.address;
     expect((await fetch(`${address}/v1/models`)).status).toBe(401);
     const metrics = await fetch(`${address}/metrics`, { headers: { authorization: 'Bearer sk-from-file' } });
     expect(await metrics.text()).toMatch(/^tea_sequences 2$/m);
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await serve.stop()).toBe(0);
 
     writeFileSync(file, 'serve:\n  prot: 8080\n');
     const wrong = spawnCli(['serve', '--settings', file], { env: cliEnv() });

@@ -27,9 +27,11 @@ Options:
       --cors ORIGIN        allow browsers on ORIGIN (* for any) to call the API (default: no CORS)
       --max-body BYTES     largest request body (default 4194304)
       --drain-timeout MS   how long a stop waits for running requests (default 10000)
+      --context-shift      at a sequence's end, drop n_discard tokens after n_keep and go on (llama-server's
+                           --context-shift); without it such a request finishes with finish_reason length
 
 --settings FILE may hold these in a serve: block (host, port, parallel, api_key, cors, max_body_bytes,
-drain_timeout_ms), below the command line and the environment.
+drain_timeout_ms, context_shift), below the command line and the environment.
 
 ${MODEL_HELP}
 
@@ -45,9 +47,10 @@ const OPTIONS = {
   cors: { type: 'string' },
   'max-body': { type: 'string' },
   'drain-timeout': { type: 'string' },
+  'context-shift': { type: 'boolean' },
 } as const;
 
-const SERVE_KEYS = ['host', 'port', 'parallel', 'api_key', 'cors', 'max_body_bytes', 'drain_timeout_ms'];
+const SERVE_KEYS = ['host', 'port', 'parallel', 'api_key', 'cors', 'max_body_bytes', 'drain_timeout_ms', 'context_shift'];
 
 /** The settings file's `serve:` block, checked. */
 function serveBlock(file: string | undefined): Record<string, string> {
@@ -62,7 +65,9 @@ function serveBlock(file: string | undefined): Record<string, string> {
       const hint = suggestKey(key, SERVE_KEYS);
       throw new UsageError(`${file}: unknown key serve.${key}${hint ? `; did you mean "${hint}"?` : ''}`, 'serve');
     }
-    if (typeof value !== 'string' && typeof value !== 'number') throw new UsageError(`${file}: serve.${key} must be a string or a number`, 'serve');
+    if (key === 'context_shift' ? typeof value !== 'boolean' : typeof value !== 'string' && typeof value !== 'number') {
+      throw new UsageError(`${file}: serve.${key} must be ${key === 'context_shift' ? 'true or false' : 'a string or a number'}`, 'serve');
+    }
     out[key] = String(value);
   }
   return out;
@@ -83,6 +88,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const apiKey = v['api-key'] ?? (process.env.TEA_SERVE_API_KEY || undefined) ?? file.api_key;
   if (apiKey === '') throw new UsageError('--api-key needs a value', 'serve');
   const cors = v.cors ?? file.cors;
+  const contextShift = Boolean(v['context-shift']) || file.context_shift === 'true';
   const logger = commandLogger(v);
   const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   if (!loopback && apiKey === undefined) {
@@ -98,6 +104,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       ...(cors !== undefined ? { cors } : {}),
       ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
       ...(drainTimeoutMs !== undefined ? { drainTimeoutMs } : {}),
+      ...(contextShift ? { contextShift } : {}),
       logger,
     });
     await new Promise<void>((done, fail) => {
