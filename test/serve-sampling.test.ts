@@ -235,6 +235,26 @@ describe.runIf(haveModel(STORIES))('tea-llama serve: sampling fields and log-pro
     }
   });
 
+  it("llama-server's grammar and json_schema fields constrain a completion as ApiLlmBackend sends them", async () => {
+    const api = new ApiLlmBackend({ baseUrl: ours.url, maxRetries: 0 });
+    try {
+      const grammar = 'root ::= "Yes" | "No"';
+      const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 8 } }, required: ['name'] };
+      for (const options of [{ grammar }, { jsonSchema: schema }]) {
+        const local = await ours.backend.call({ prompt: PROMPT, maxTokens: 32, temperature: 0, ...options });
+        const remote = await api.call({ prompt: PROMPT, maxTokens: 32, temperature: 0, ...options });
+        expect(remote.text).toBe(local.text);
+        if ('grammar' in options) expect(['Yes', 'No']).toContain(remote.text);
+        else expect(Object.keys(JSON.parse(remote.text) as object)).toEqual(['name']);
+      }
+      const bad = await fetch(`${ours.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', grammar: 'root ::= (' }) });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('grammar');
+    } finally {
+      await api.dispose();
+    }
+  });
+
   it('id_slot picks the sequence (-1: any), as llama-server', async () => {
     const expected = (await ours.completion({ prompt: PROMPT, max_tokens: 8, temperature: 0 })).choices[0]!.text;
     for (const id_slot of [0, -1]) expect((await ours.completion({ prompt: PROMPT, max_tokens: 8, temperature: 0, id_slot })).choices[0]!.text).toBe(expected);

@@ -57,11 +57,14 @@ const CAMEL_TO_SNAKE: Record<string, string> = {
 };
 
 /**
- * OpenAI's structured-output and tool fields (and llama-server's `reasoning_format` / `chat_template_kwargs`,
- * which ApiLlmBackend sends) → the request model's options, whose own validation (lib/engine/structured.ts)
+ * OpenAI's structured-output and tool fields (and llama-server's `grammar`, `json_schema`, `reasoning_format` and
+ * `chat_template_kwargs`, which ApiLlmBackend sends) → the request model's options, whose own validation (lib/engine/structured.ts)
  * checks their values. The OpenAI shapes are the request model's shapes, so values pass as they are.
  */
 const STRUCTURED_FIELDS = {
+  // llama-server's own: a GBNF grammar, or a JSON Schema as such (ApiLlmBackend sends these on a completion).
+  grammar: 'grammar',
+  json_schema: 'jsonSchema',
   response_format: 'responseFormat',
   tools: 'tools',
   tool_choice: 'toolChoice',

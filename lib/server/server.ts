@@ -378,7 +378,7 @@ export function createServer(backend: LlmBackend, options: CreateServerOptions =
       let e = httpError(error, param);
       // llama.cpp's schema errors name no field: the schema came from response_format, else from the tools.
       if (e.param === null && (e.code === 'invalid_schema' || e.code === 'invalid_grammar')) {
-        e = new HttpError(e.status, e.message, e.type, body.response_format != null ? 'response_format' : body.tools != null ? 'tools' : null, e.code);
+        e = new HttpError(e.status, e.message, e.type, body.json_schema != null ? 'json_schema' : body.grammar != null ? 'grammar' : body.response_format != null ? 'response_format' : body.tools != null ? 'tools' : null, e.code);
       }
       if (!res.headersSent) throw e;
       // Headers of a stream went out already: the error is its last event (OpenAI's clients raise it).
