@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createServer, LocalLlmBackend, silentLogger, type TeaServer } from '../lib';
-import { cliEnv, ensureCliBuilt, spawnCli } from './support/cli';
+import { startServeCli } from './support/cli';
 import { haveModel, PHI3_VOCAB } from './support/models';
 import { syntheticModel } from './support/synthetic';
 
@@ -276,19 +276,8 @@ run('tea-llama serve under faults', () => {
   }, 600_000);
 
   it('drains on SIGTERM during 4 streams: each completes or ends with a clean terminal event, and the process exits 0', async () => {
-    ensureCliBuilt();
-    const child = spawnCli(['serve', '--model', model, '--port', '0', '--parallel', '4', '--ctx-size', '8192', '--drain-timeout', '60000', '--threads', '2'], { env: cliEnv() });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    const address = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve(out.trim());
-      });
-      child.on('close', () => reject(new Error(`serve exited: ${stderr}`)));
-    });
+    const serve = await startServeCli(['--model', model, '--port', '0', '--parallel', '4', '--ctx-size', '8192', '--drain-timeout', '60000', '--threads', '2']);
+    const { address, child, exited } = serve;
     expect(address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const streams = [30, 40, 3500, 3500].map((max_tokens, i) =>
       raw(address, '/v1/completions', { body: JSON.stringify({ prompt: `Story ${i}:`, max_tokens, temperature: 0, stream: true }) }),
@@ -300,7 +289,7 @@ run('tea-llama serve under faults', () => {
     child.kill('SIGTERM');
     const answers = [...short, ...(await Promise.all(streams.slice(2)))];
     const code = await exited;
-    expect(code, stderr).toBe(0);
+    expect(code, serve.output.stderr).toBe(0);
     const outcomes = answers.map((a) => {
       expect(a.status).toBe(200);
       const s = streamedText(a.body);

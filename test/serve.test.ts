@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ApiLlmBackend, createServer, LlamaError, LocalLlmBackend, silentLogger, type TeaServer } from '../lib';
-import { cliEnv, ensureCliBuilt, spawnCli } from './support/cli';
+import { cliEnv, spawnCli, startServeCli } from './support/cli';
 import { haveModel, modelPath, STORIES, STORY_PROMPTS } from './support/models';
 
 const run = haveModel(STORIES) ? describe : describe.skip;
@@ -18,28 +18,6 @@ const KEY = 'sk-test-0123456789';
 async function listen(server: TeaServer): Promise<string> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** `tea-llama serve ARGS` in a child process, once it prints its address. */
-async function serveCli(args: string[]) {
-  ensureCliBuilt();
-  const child = spawnCli(['serve', ...args], { env: cliEnv() });
-  const output = { stderr: '' };
-  child.stderr!.on('data', (d: Buffer) => (output.stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.trim());
-    });
-    child.on('close', () => reject(new Error(`serve exited: ${output.stderr}`)));
-  });
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    child.kill(signal);
-    return exited;
-  };
-  return { address, output, stop };
 }
 
 run('tea-llama serve with the openai client', () => {
@@ -248,7 +226,7 @@ run('tea-llama serve with the openai client', () => {
   });
 
   it('tea-llama serve warns when it listens beyond loopback without a key, and exits 0 on SIGINT', async () => {
-    const serve = await serveCli(['--model', modelPath(STORIES), '--host', '0.0.0.0', '--port', '0', '--threads', '1']);
+    const serve = await startServeCli(['--model', modelPath(STORIES), '--host', '0.0.0.0', '--port', '0', '--threads', '1']);
     expect(serve.address).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
     expect(serve.output.stderr).toMatch(/warning: serving on 0\.0\.0\.0 without an API key/);
     const port = new URL(serve.address).port;
@@ -264,7 +242,7 @@ run('tea-llama serve with the openai client', () => {
       return (await r.json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
     };
     const args = ['--model', modelPath(STORIES), '--port', '0', '--threads', '1', '--parallel', '1', '--ctx-size', '128'];
-    const [shifting, plain] = await Promise.all([serveCli([...args, '--context-shift']), serveCli(args)]);
+    const [shifting, plain] = await Promise.all([startServeCli([...args, '--context-shift']), startServeCli(args)]);
     try {
       const [shifted, ended] = await Promise.all([answer(shifting.address), answer(plain.address)]);
       expect(ended.choices[0]!.finish_reason).toBe('length');
@@ -280,7 +258,7 @@ run('tea-llama serve with the openai client', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tea-serve-settings-'));
     const file = join(dir, 'settings.yaml');
     writeFileSync(file, `llm:\n  model_path: ${JSON.stringify(modelPath(STORIES))}\nserve:\n  port: 0\n  api_key: sk-from-file\n  parallel: 2\n  context_shift: true\n`);
-    const serve = await serveCli(['--settings', file, '--threads', '1']);
+    const serve = await startServeCli(['--settings', file, '--threads', '1']);
     const address = serve.address;
     expect((await fetch(`${address}/v1/models`)).status).toBe(401);
     const metrics = await fetch(`${address}/metrics`, { headers: { authorization: 'Bearer sk-from-file' } });

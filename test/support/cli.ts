@@ -73,6 +73,33 @@ export function spawnCli(args: string[], options: RunCliOptions = {}): ChildProc
   return spawn(process.execPath, [cliBin, ...args], { cwd: options.cwd ?? repoRoot, env: options.env ?? cliEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+/** `tea-llama serve ARGS` in a child process, once it has printed its address: `stop()` signals it, resolves its exit code. */
+export async function startServeCli(args: string[]): Promise<{ address: string; child: ChildProcess; output: { stderr: string }; exited: Promise<number | null>; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
+  ensureCliBuilt();
+  const child = spawnCli(['serve', ...args], { env: cliEnv() });
+  const output = { stderr: '' };
+  child.stderr!.on('data', (d: Buffer) => (output.stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.on('close', () => reject(new Error(`serve exited: ${output.stderr}`)));
+  });
+  return {
+    address,
+    child,
+    output,
+    exited,
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
 export function collect(child: ChildProcess, input?: string, timeoutMs = 120_000): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
