@@ -9,7 +9,8 @@
 //
 // Prints the path. Reuses the file when present. Needs the compiled TypeScript (npm run build:ts) for the writer.
 import { existsSync, realpathSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,7 +66,9 @@ export async function ensureSyntheticLora({ base, out, rank = 4, seed = 1, misma
     { key: 'adapter.type', type: T.STRING, value: 'lora' },
     { key: 'adapter.lora.alpha', type: T.FLOAT32, value: rank },
   ];
-  const partial = `${out}.${process.pid}.partial`;
+  // A fresh clone has no cache folder yet; test files in worker threads share a pid, so the name is random too.
+  await mkdir(dirname(out), { recursive: true });
+  const partial = `${out}.${process.pid}-${randomBytes(4).toString('hex')}.partial`;
   try {
     await gguf.writeGguf(partial, { metadata, tensors });
     await rename(partial, out);
