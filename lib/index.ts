@@ -15,7 +15,7 @@ export { GENERATION_DEFAULTS, SAMPLER_NAMES } from './engine/request';
 export type { SequenceOptions } from './engine/request';
 export type * from './backends/llm-backend';
 export { LocalLlmBackend, type LocalLlmBackendOptions } from './backends/local-backend';
-export { ApiLlmBackend, type ApiLlmBackendOptions } from './backends/api-backend';
+export { ApiLlmBackend, type ApiCompat, type ApiLlmBackendOptions } from './backends/api-backend';
 export { MockLlmBackend, type MockLlmBackendOptions, type MockCall } from './backends/mock-backend';
 export type { BackendCommonOptions } from './backends/base-backend';
 export { ResponseCache, type ResponseCacheKey } from './backends/response-cache';
