@@ -214,6 +214,25 @@ describe.runIf(haveModel(STORIES))('tea-llama serve: sampling fields and log-pro
     for (const entry of chat.choices[0]!.logprobs!.content) expect(entry.top_logprobs).toEqual([]);
   });
 
+  it("llama-server's own n_predict, n_probs and cache_prompt answer as llama-server's on both endpoints", async () => {
+    const fields = { n_predict: 12, n_probs: 2, temperature: 0 };
+    for (const [path, body] of [
+      ['completions', { prompt: 'The little dog', ...fields }],
+      ['chat', { messages: [{ role: 'user', content: 'The little dog' }], ...fields }],
+    ] as const) {
+      const expected = await reference(`/v1/${path === 'chat' ? 'chat/completions' : 'completions'}`, body);
+      for (const cache_prompt of [true, false]) {
+        await fresh();
+        const got = await (path === 'chat' ? ours.chat : ours.completion)({ ...body, cache_prompt });
+        const [mine, theirs] = [got.choices[0]!, expected.choices[0]!];
+        expect(mine.text ?? mine.message!.content, path).toBe(theirs.text ?? theirs.message!.content);
+        expect(mine.finish_reason).toBe('length');
+        expectLogprobsEqual(mine.logprobs!.content, theirs.logprobs!.content, 2);
+        expect(mine.logprobs!.content).toHaveLength(12);
+      }
+    }
+  });
+
   it("tea-llama's own ApiLlmBackend sends these options to it and gets the local backend's answer", async () => {
     const api = new ApiLlmBackend({ baseUrl: ours.url, maxRetries: 0 });
     try {
@@ -278,7 +297,10 @@ describe.runIf(haveModel(STORIES))('tea-llama serve: sampling fields and log-pro
       [{ lora: [{ id: 0 }] }, 'lora[0].scale'],
       [{ lora: [{ adapter: 0, scale: 1 }] }, 'lora[0].adapter'],
       [{ top_kk: 3 }, 'top_kk'],
-      [{ n_probs: 3 }, 'n_probs'],
+      [{ n_probs: 21 }, 'n_probs'],
+      [{ n_probs: 2, logprobs: 2 }, 'n_probs'],
+      [{ n_predict: 4 }, 'n_predict', /only one of 'max_tokens', 'max_completion_tokens' and 'n_predict'/],
+      [{ cache_prompt: 'yes' }, 'cache_prompt'],
     ];
     for (const [fields, param, message] of cases) {
       for (const stream of [false, true]) {
@@ -320,7 +342,7 @@ function random(seed: number): () => number {
 describe.runIf(haveModel(STORIES))('tea-llama serve: request bodies with random values', () => {
   it('every body of random field values answers 200 or 400 (never 500, a broken stream or a hang)', async () => {
     const ours = await serve({ modelPath: modelPath(STORIES), contextSize: 256, threads: 2, sequences: 2 });
-    const FIELDS = [...Object.values(SAMPLING_FIELDS).map((f) => f.wire), 'max_completion_tokens', 'n_keep', 'n_discard', 'id_slot', 'lora'];
+    const FIELDS = [...Object.values(SAMPLING_FIELDS).map((f) => f.wire), 'max_completion_tokens', 'n_predict', 'n_probs', 'cache_prompt', 'n_keep', 'n_discard', 'id_slot', 'lora'];
     const VALUES: unknown[] = [
       -1e12, -100, -5, -1, 0, 0.05, 0.5, 1, 1.5, 2, 3, 20, 21, 255, 2 ** 31, 2 ** 32, 1e308, -1e308,
       '', 'x', ' the', 'top_k', '12', true, false, null, [], {}, [0], ['.'], [''], ['top_k', 'temperature'], [[1, 2]], [[' the', false]],

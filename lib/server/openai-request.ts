@@ -1,8 +1,9 @@
 // OpenAI's HTTP request bodies → the one request model (lib/engine/request.ts). Every snake_case field maps to its
 // camelCase option here and nowhere else: OpenAI's fields, and llama-server's extensions under llama-server's names
-// (the request model's SAMPLING_FIELDS, n_keep, n_discard, id_slot, lora). Unknown fields are rejected with 400, as
-// OpenAI's API does ("Unrecognized request argument supplied"); fields OpenAI has but tea-llama does not implement
-// are accepted only at the value that changes nothing (n: 1, echo: false, ...), anything else is a 400 naming the
+// (the request model's SAMPLING_FIELDS, n_predict, n_probs, n_keep, n_discard, id_slot, lora). Unknown fields are
+// rejected with 400, as OpenAI's API does ("Unrecognized request argument supplied"); fields OpenAI has but tea-llama
+// does not implement are accepted only at the value that changes nothing (n: 1, echo: false, llama-server's
+// cache_prompt, ...), anything else is a 400 naming the
 // field.
 import { MAX_TOP_LOGPROBS, resolveGeneration, SAMPLING_FIELDS as REQUEST_FIELDS } from '../engine/request';
 import { LlamaError } from '../errors';
@@ -42,6 +43,8 @@ const SAMPLING_FIELDS: Readonly<Record<string, keyof LlmGenerateOptions>> = Obje
       .map(([key, field]) => [field.wire, key as keyof LlmGenerateOptions]),
   ),
   max_completion_tokens: 'maxTokens',
+  // llama-server's own name for it.
+  n_predict: 'maxTokens',
 });
 
 /** llama-server's per-request sequence fields: `n_keep` and `n_discard` (for a context shift), `id_slot`, `lora`. */
@@ -91,6 +94,9 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   metadata: () => true,
   store: (v) => v === false,
   service_tier: (v) => v === 'auto' || v === 'default',
+  // llama-server's prompt cache switch: the engine always reuses a sequence's cached prefix (the text is the same
+  // either way), so both values are accepted and neither changes what is done.
+  cache_prompt: (v) => typeof v === 'boolean',
 };
 
 export interface ParsedGeneration {
@@ -188,7 +194,7 @@ function messages(value: unknown): ChatMessage[] {
 export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 'chat'): ParsedGeneration {
   const own = kind === 'prompt' ? ['model', 'prompt', 'stream', 'stream_options'] : ['model', 'messages', 'stream', 'stream_options'];
   const structured = Object.keys(STRUCTURED_FIELDS).filter((f) => kind === 'chat' || !CHAT_ONLY.includes(f));
-  const logprobFields = kind === 'chat' ? ['logprobs', 'top_logprobs'] : ['logprobs'];
+  const logprobFields = kind === 'chat' ? ['logprobs', 'top_logprobs', 'n_probs'] : ['logprobs', 'n_probs'];
   checkFields(body, [...own, ...Object.keys(SAMPLING_FIELDS), ...logprobFields, ...SEQUENCE_FIELDS, ...structured]);
   if (body.model != null && typeof body.model !== 'string') throw badRequest("'model' must be a string", 'model');
   let input: ParsedGeneration['input'];
@@ -218,7 +224,7 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
   for (const [snake, camel] of Object.entries(SAMPLING_FIELDS)) {
     const value = body[snake];
     if (value === null || value === undefined) continue;
-    if (options[camel] !== undefined) throw badRequest(`give only one of 'max_tokens' and 'max_completion_tokens'`, snake);
+    if (options[camel] !== undefined) throw badRequest(`give only one of 'max_tokens', 'max_completion_tokens' and 'n_predict'`, snake);
     // llama-server's -1: a random seed, as leaving it out.
     if (snake === 'seed' && value === -1) continue;
     options[camel] = value;
@@ -244,16 +250,28 @@ export function parseGeneration(body: Record<string, unknown>, kind: 'prompt' | 
 /**
  * Log-probabilities as each endpoint asks for them: chat as OpenAI's chat (`logprobs: true`, `top_logprobs: N`),
  * completions as OpenAI's completions and llama-server's `n_probs` alias (`logprobs: N`, the alternatives per token;
- * 0: none asked for). Chat's `logprobs: true` alone gives no alternatives, as OpenAI's (llama-server gives 20).
+ * 0: none asked for), and llama-server's `n_probs` itself on either. Chat's `logprobs: true` alone gives no
+ * alternatives, as OpenAI's (llama-server gives 20).
  */
 function logprobOptions(body: Record<string, unknown>, kind: 'prompt' | 'chat'): Record<string, unknown> {
-  const { logprobs, top_logprobs: top } = body;
-  if (kind === 'chat') return { ...(logprobs != null ? { logprobs } : {}), ...(top != null ? { topLogprobs: top } : {}) };
-  if (logprobs == null || logprobs === false || logprobs === 0) return {};
-  if (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_TOP_LOGPROBS) {
-    throw badRequest(`'logprobs' on /v1/completions is the number of alternatives per token, an integer from 0 to ${MAX_TOP_LOGPROBS} (got ${JSON.stringify(logprobs)})`, 'logprobs');
+  const { logprobs, top_logprobs: top, n_probs: nProbs } = body;
+  if (nProbs != null) {
+    // llama-server's own field on both endpoints: N > 0 alternatives per token, with the tokens' own logprobs.
+    if (logprobs != null || top != null) throw badRequest(`give either 'n_probs' or ${kind === 'chat' ? "'logprobs' and 'top_logprobs'" : "'logprobs'"}`, 'n_probs');
+    return alternativesCount(nProbs, 'n_probs');
   }
-  return { logprobs: true, topLogprobs: logprobs };
+  if (kind === 'chat') return { ...(logprobs != null ? { logprobs } : {}), ...(top != null ? { topLogprobs: top } : {}) };
+  if (logprobs === false) return {};
+  return alternativesCount(logprobs, 'logprobs');
+}
+
+/** `logprobs: N` on completions and llama-server's `n_probs: N`: N alternatives per token (0: nothing asked for). */
+function alternativesCount(value: unknown, field: string): Record<string, unknown> {
+  if (value == null || value === 0) return {};
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_TOP_LOGPROBS) {
+    throw badRequest(`'${field}' is the number of alternatives per token, an integer from 0 to ${MAX_TOP_LOGPROBS} (got ${JSON.stringify(value)})`, field);
+  }
+  return { logprobs: true, topLogprobs: value };
 }
 
 /** llama-server's per-request sequence fields as the request model's options (which check the numbers). */
