@@ -142,12 +142,20 @@ describe('checks before anything runs, each problem with its node and what is wr
     ]);
   });
 
-  it('a relative model_path is relative to the workflow file; a missing file is one problem', async () => {
-    const workflow = parseWorkflow(yaml('  - { name: a, action: llm.call, params: { prompt: hi } }\n', 'settings:\n  ltm: { other: engine }\n  llm:\n    model_path: models/m.gguf\n    n_ctx: 256\n'), {
-      source: '/flows/w.yaml',
-      dir: '/flows',
+  it('a relative model_path, draft_model or lora path is relative to the workflow file; a missing file is one problem', async () => {
+    const workflow = parseWorkflow(
+      yaml(
+        '  - { name: a, action: llm.call, params: { prompt: hi } }\n',
+        'settings:\n  ltm: { other: engine }\n  llm:\n    model_path: models/m.gguf\n    draft_model: ../d.gguf\n    lora: [a.gguf, { path: /abs/b.gguf, scale: 0.5 }]\n    n_ctx: 256\n',
+      ),
+      { source: '/flows/w.yaml', dir: '/flows' },
+    );
+    expect(workflow.llm).toEqual({
+      model_path: '/flows/models/m.gguf',
+      draft_model: '/d.gguf',
+      lora: ['/flows/a.gguf', { path: '/abs/b.gguf', scale: 0.5 }],
+      n_ctx: 256,
     });
-    expect(workflow.llm).toEqual({ model_path: '/flows/models/m.gguf', n_ctx: 256 });
     await expect(loadWorkflow('/no/such/workflow.yaml')).rejects.toMatchObject({
       code: 'ERR_WORKFLOW_INVALID',
       message: 'invalid workflow /no/such/workflow.yaml:\n  no such file',

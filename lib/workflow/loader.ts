@@ -83,7 +83,7 @@ export interface Workflow {
   name?: string;
   description?: string;
   /**
-   * The `settings.llm` block, checked, with a relative `model_path` (and `lora` paths) made absolute against the
+   * The `settings.llm` block, checked, with a relative `model_path`, `draft_model` and `lora` paths made absolute against the
    * workflow's folder.
    * Undefined when the workflow has none.
    */
@@ -155,12 +155,9 @@ function checkSettings(settings: unknown, dir: string, issues: WorkflowIssue[]):
     return undefined;
   }
   const block = { ...(llm as Record<string, unknown>) };
-  const modelPath = block.model_path;
-  if (typeof modelPath === 'string' && !isAbsolute(modelPath) && !modelPath.startsWith('~') && !modelPath.startsWith('$')) {
-    block.model_path = resolve(dir, modelPath);
-  }
-  // LoRA adapters as model_path: relative to the workflow's folder.
+  // Files named in the block (the model, its draft, LoRA adapters) are relative to the workflow's folder.
   const relative = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) && !p.startsWith('~') && !p.startsWith('$') ? resolve(dir, p) : p);
+  for (const key of ['model_path', 'draft_model']) if (block[key] !== undefined) block[key] = relative(block[key]);
   if (Array.isArray(block.lora)) {
     block.lora = block.lora.map((l: unknown) => (typeof l === 'object' && l !== null ? { ...(l as Record<string, unknown>), path: relative((l as Record<string, unknown>).path) } : relative(l)));
   }
